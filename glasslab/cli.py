@@ -1,0 +1,94 @@
+"""The ``glasslab`` command: ``simulate``, ``relaxation``, ``train``, ``evaluate``, ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _simulate(args) -> None:
+    from glasslab import simulate
+
+    cfg = simulate.SimulationConfig(
+        temperature=args.temperature, n_particles=args.n_particles, n_configs=args.n_configs,
+        replicas=args.replicas, n_times=args.n_times, t_max_over_tau=args.t_max_over_tau,
+        seed=args.seed, platform=args.platform, workers=args.workers,
+    )
+    out = args.out or Path("data") / f"ka3d_T{args.temperature:.2f}.h5"
+    path = simulate.generate(cfg, out)
+    print(f"wrote {path}")
+
+
+def _relaxation(args) -> None:
+    from glasslab import simulate
+
+    path = simulate.relaxation_study(
+        args.temperatures, args.out, n_particles=args.n_particles, seed=args.seed,
+        production_taus=args.production_taus, trajectory_temperature=args.trajectory_temperature,
+        platform=args.platform,
+    )
+    print(f"wrote {path}")
+
+
+def _info(args) -> None:
+    from glasslab import io
+
+    for path in args.files:
+        kind = io.sniff_format(path)
+        if kind == "glasslab-h5":
+            info = io.read_h5_info(path)
+            print(json.dumps(info, indent=2, default=str))
+        else:
+            snaps = io.read(path, temperature=args.temperature)
+            s = snaps[0]
+            print(f"{path}: {kind}, N={s.num_particles}, T={s.temperature}, times={s.times}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glasslab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="generate a labelled Kob-Andersen dataset with OpenMM (resumable)")
+    p.add_argument("--temperature", type=float, required=True)
+    p.add_argument("--n-configs", type=int, default=64)
+    p.add_argument("--replicas", type=int, default=16)
+    p.add_argument("--n-particles", type=int, default=1000)
+    p.add_argument("--n-times", type=int, default=10)
+    p.add_argument("--t-max-over-tau", type=float, default=3.5, help="last label time in units of τ_α")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--platform", default=None, help="OpenMM platform (default: CUDA if present, else CPU)")
+    p.add_argument("--workers", type=int, default=None, help="replicas run concurrently")
+    p.add_argument("--out", type=Path, default=None, help="output .h5 (default data/ka3d_T<T>.h5)")
+    p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("relaxation", help="MSD, F_s, χ4, τ_α and g(r) snapshots over temperatures")
+    p.add_argument("--temperatures", type=float, nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--n-particles", type=int, default=1000)
+    p.add_argument("--production-taus", type=float, default=30.0)
+    p.add_argument("--trajectory-temperature", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--platform", default=None)
+    p.set_defaults(func=_relaxation)
+
+    p = sub.add_parser("info", help="describe data files")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--temperature", type=float, default=None, help="for GlassBench files")
+    p.set_defaults(func=_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"glasslab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

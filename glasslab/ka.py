@@ -1,0 +1,77 @@
+"""The Kob–Andersen 80:20 Lennard-Jones mixture: its constants, in one place.
+
+Everything is in Lennard-Jones reduced units of the A–A interaction
+(σ_AA = ε_AA = m = k_B = 1, time unit τ = sqrt(m σ_AA² / ε_AA)).
+
+The pair potential between types α and β is the Lennard-Jones potential truncated at
+``2.5 σ_αβ`` and shifted to zero there (Kob and Andersen, PRE 51, 4626 (1995)). The
+parameters are *not* Lorentz–Berthelot: σ_AB = 0.8 is smaller than (σ_AA + σ_BB)/2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TYPE_A = 0
+TYPE_B = 1
+TYPE_NAMES = ("A", "B")
+FRACTION_A = 0.8
+DENSITY = 1.2
+MASS = 1.0
+
+EPSILON = np.array([[1.0, 1.5], [1.5, 0.5]])
+"""ε_αβ, indexed by the two particle types."""
+SIGMA = np.array([[1.0, 0.8], [0.8, 0.88]])
+"""σ_αβ, indexed by the two particle types."""
+CUTOFF_FACTOR = 2.5
+CUTOFF = CUTOFF_FACTOR * SIGMA
+"""Per-pair cutoffs r_c,αβ = 2.5 σ_αβ."""
+MAX_CUTOFF = float(CUTOFF.max())
+
+
+def _lj(r, eps, sig):
+    sr6 = (sig / r) ** 6
+    return 4.0 * eps * (sr6 * sr6 - sr6)
+
+
+SHIFT = _lj(CUTOFF, EPSILON, SIGMA)
+"""V_αβ(r_c,αβ): subtracted so that each pair potential is zero at its cutoff."""
+
+
+def type_counts(n_particles: int) -> tuple[int, int]:
+    """Number of A and B particles in an 80:20 mixture of ``n_particles``."""
+    n_a = int(round(FRACTION_A * n_particles))
+    return n_a, n_particles - n_a
+
+
+def box_length(n_particles: int, density: float = DENSITY) -> float:
+    """Edge of the cubic box holding ``n_particles`` at number density ``density``."""
+    return float((n_particles / density) ** (1.0 / 3.0))
+
+
+def pair_potential(r, type_i, type_j):
+    """Truncated and shifted KA pair energy V_αβ(r) (zero beyond 2.5 σ_αβ).
+
+    All arguments broadcast together; ``r`` in units of σ_AA, energy in units of ε_AA.
+    """
+    r = np.asarray(r, dtype=float)
+    eps = EPSILON[type_i, type_j]
+    sig = SIGMA[type_i, type_j]
+    inside = r < CUTOFF[type_i, type_j]
+    return np.where(inside, _lj(r, eps, sig) - SHIFT[type_i, type_j], 0.0)
+
+
+def particle_energies(positions, types, box) -> np.ndarray:
+    """Potential energy of each particle, half of each of its pair energies, shape (N,).
+
+    Their sum is the total potential energy of the configuration. ``box`` holds the three
+    edges of an orthorhombic periodic box.
+    """
+    from glasslab.graph import radius_graph
+
+    types = np.asarray(types)
+    edge_index, edge_vec = radius_graph(np.asarray(positions, dtype=float), MAX_CUTOFF, box=box)
+    j, i = edge_index
+    pair = pair_potential(np.linalg.norm(edge_vec, axis=1), types[i], types[j])
+    # each unordered pair appears twice (i->j and j->i): each copy gives half to its centre
+    return 0.5 * np.bincount(i, weights=pair, minlength=len(types))

@@ -1,0 +1,668 @@
+"""Kob–Andersen molecular dynamics with OpenMM: the data engine of glasslab.
+
+:func:`generate` makes a labelled dataset at one temperature: melt, equilibrate (at least
+20 τ_α, measured), then sample configurations separated by at least 5 τ_α; for each one
+run R iso-configurational NVE replicas from fresh Maxwell–Boltzmann velocities (the
+propensity at K log-spaced times, split into two halves of the replicas for the noise
+ceiling), and minimise it to its inherent structure. Finished configurations are kept in
+``<out>.parts/``, so an interrupted run resumes where it stopped. :func:`relaxation_study`
+measures MSD, F_s(q, t), χ4 and τ_α over a range of temperatures.
+
+Units. glasslab works in LJ reduced units of the A–A interaction; OpenMM works in nm, ps,
+kJ/mol and amu. The map used everywhere below is the identity on numbers:
+
+    σ_AA = 1 nm,  ε_AA = 1 kJ/mol,  m = 1 amu   ⇒   τ = sqrt(m σ²/ε) = 1 ps,
+    T* = k_B T / ε_AA   ⇒   T [K] = T* / k_B,  k_B = 0.0083144626 kJ/(mol K).
+
+Reproducibility: each OpenMM context runs on one CPU thread (several threads sum forces in
+a varying order, which is not bitwise reproducible); parallelism comes from running the
+replicas concurrently, one context per worker. The same seed gives the same numbers on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform as _platform
+import queue
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from glasslab import analysis, io, ka
+from glasslab._atomic import atomic_path, write_json
+
+KB = 0.0083144626181532
+"""Boltzmann constant in OpenMM units, kJ/(mol K): the factor between T* and kelvin."""
+
+_LITERATURE_TAU = {0.44: 4120.0, 0.50: 217.0, 0.56: 52.0, 0.64: 16.5, 0.8: 3.0, 1.0: 1.0, 2.0: 0.15}
+"""Rough τ_α(T) of KA at ρ = 1.2, only to size the first equilibration segment."""
+
+
+def _openmm():
+    try:
+        import openmm
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ImportError("glasslab.simulate needs OpenMM: pip install 'glasslab[sim]' (or pip install openmm)") from None
+    return openmm
+
+
+def kelvin(temperature: float) -> float:
+    """OpenMM temperature (K) of a reduced temperature T*."""
+    return temperature / KB
+
+
+def tau_alpha_guess(temperature: float) -> float:
+    """Interpolated literature τ_α(T) (log τ linear in 1/T): a first guess, never a result."""
+    ts = np.array(sorted(_LITERATURE_TAU))
+    taus = np.array([_LITERATURE_TAU[t] for t in ts])
+    return float(np.exp(np.interp(1.0 / temperature, 1.0 / ts[::-1], np.log(taus[::-1]))))
+
+
+# --------------------------------------------------------------------------- OpenMM system
+
+def make_system(types, box):
+    """OpenMM ``System`` of the KA mixture with exact KA parameters and per-pair cutoffs.
+
+    A–A pairs use OpenMM's optimised ``NonbondedForce`` (B particles carry ε = 0 there);
+    A–B and B–B pairs use a ``CustomNonbondedForce`` each, restricted to their interaction
+    group and cut at 2.5 σ_αβ. Forces equal those of the truncated-and-shifted potential;
+    OpenMM's energies omit the shift (glasslab reports energies from :mod:`glasslab.ka`).
+    """
+    mm = _openmm()
+    types = np.asarray(types)
+    box = np.asarray(box, dtype=float)
+    system = mm.System()
+    for _ in types:
+        system.addParticle(ka.MASS)
+    system.setDefaultPeriodicBoxVectors(mm.Vec3(box[0], 0, 0), mm.Vec3(0, box[1], 0), mm.Vec3(0, 0, box[2]))
+
+    aa = mm.NonbondedForce()
+    for t in types:
+        aa.addParticle(0.0, float(ka.SIGMA[0, 0]), float(ka.EPSILON[0, 0]) if t == ka.TYPE_A else 0.0)
+    aa.setNonbondedMethod(mm.NonbondedForce.CutoffPeriodic)
+    aa.setCutoffDistance(float(ka.CUTOFF[0, 0]))
+    aa.setUseDispersionCorrection(False)
+    aa.setUseSwitchingFunction(False)
+    system.addForce(aa)
+
+    a_idx = [int(i) for i in np.flatnonzero(types == ka.TYPE_A)]
+    b_idx = [int(i) for i in np.flatnonzero(types == ka.TYPE_B)]
+    for (ta, tb), group_a, group_b in (((0, 1), a_idx, b_idx), ((1, 1), b_idx, b_idx)):
+        eps, sig = float(ka.EPSILON[ta, tb]), float(ka.SIGMA[ta, tb])
+        force = mm.CustomNonbondedForce(f"4*{eps!r}*((({sig!r})/r)^12-(({sig!r})/r)^6)")
+        for _ in types:
+            force.addParticle([])
+        force.addInteractionGroup(group_a, group_b)
+        force.setNonbondedMethod(mm.CustomNonbondedForce.CutoffPeriodic)
+        force.setCutoffDistance(float(ka.CUTOFF[ta, tb]))
+        system.addForce(force)
+    return system
+
+
+def available_platform(name: str | None = None):
+    """The OpenMM platform to use: ``name`` if given, else CUDA when present, else CPU."""
+    mm = _openmm()
+    names = [mm.Platform.getPlatform(i).getName() for i in range(mm.Platform.getNumPlatforms())]
+    if name is None:
+        name = "CUDA" if "CUDA" in names else "CPU"
+    if name not in names:
+        raise ValueError(f"OpenMM platform {name!r} is not available here (available: {names})")
+    return mm.Platform.getPlatformByName(name)
+
+
+def make_context(system, integrator, platform):
+    """A context on ``platform``, single-threaded on CPU (see the module docstring)."""
+    mm = _openmm()
+    props = {"Threads": "1"} if platform.getName() == "CPU" else {}
+    return mm.Context(system, integrator, platform, props)
+
+
+def maxwell_boltzmann(rng: np.random.Generator, n: int, temperature: float) -> np.ndarray:
+    """Velocities (N, 3) drawn at ``temperature`` (unit masses), zero total momentum."""
+    v = rng.normal(scale=np.sqrt(temperature / ka.MASS), size=(n, 3))
+    return v - v.mean(axis=0)
+
+
+def _positions(context) -> np.ndarray:
+    """Unwrapped positions of a context as a float64 array (LJ units)."""
+    return np.asarray(context.getState(getPositions=True).getPositions(asNumpy=True)._value, dtype=np.float64)
+
+
+def _velocities(context) -> np.ndarray:
+    return np.asarray(context.getState(getVelocities=True).getVelocities(asNumpy=True)._value, dtype=np.float64)
+
+
+def kinetic_temperature(velocities) -> float:
+    """Instantaneous temperature 2K / (3N - 3) of unit-mass particles (momentum conserved)."""
+    v = np.asarray(velocities)
+    return float(ka.MASS * (v**2).sum() / (3 * len(v) - 3))
+
+
+# --------------------------------------------------------------------------- inherent structures
+
+def energy_and_forces(positions, types, box):
+    """Total KA potential energy and forces (N, 3) in float64, from :mod:`glasslab.ka`."""
+    from glasslab.graph import radius_graph
+
+    types = np.asarray(types)
+    edge_index, vec = radius_graph(positions, ka.MAX_CUTOFF, box=box)
+    j, i = edge_index
+    ti, tj = types[i], types[j]
+    r = np.linalg.norm(vec, axis=1)
+    inside = r < ka.CUTOFF[ti, tj]
+    eps, sig = ka.EPSILON[ti, tj], ka.SIGMA[ti, tj]
+    sr6 = (sig / r) ** 6
+    energy = 0.5 * np.where(inside, 4 * eps * (sr6 * sr6 - sr6) - ka.SHIFT[ti, tj], 0.0).sum()
+    # dV/dr * (1/r); force on i from j is +dV/dr * vec/r (vec = x_j - x_i)
+    dvdr_over_r = np.where(inside, -24 * eps * (2 * sr6 * sr6 - sr6) / r**2, 0.0)
+    forces = np.zeros_like(np.asarray(positions, dtype=float))
+    np.add.at(forces, i, dvdr_over_r[:, None] * vec)
+    return float(energy), forces
+
+
+def inherent_structure(positions, types, box, context=None, gtol: float = 1e-7):
+    """Minimise a configuration to its inherent structure, in float64.
+
+    OpenMM's L-BFGS (``context``, if given) does the bulk of the descent; SciPy's L-BFGS on
+    :func:`energy_and_forces` then converges it in double precision until the largest
+    force component is below ``gtol``. Returns ``(positions_is, epot_is)`` with the
+    per-particle energies (N,) from :func:`glasslab.ka.particle_energies`.
+    """
+    from scipy.optimize import minimize
+
+    x = np.asarray(positions, dtype=float)
+    if context is not None:
+        mm = _openmm()
+        context.setPositions(x)
+        mm.LocalEnergyMinimizer.minimize(context, 1e-3, 0)
+        x = _positions(context)
+    shape = x.shape
+
+    def fun(flat):
+        e, f = energy_and_forces(flat.reshape(shape), types, box)
+        return e, -f.ravel()
+
+    res = minimize(fun, x.ravel(), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 20000, "maxcor": 30, "gtol": gtol, "ftol": 1e-16})
+    x_is = res.x.reshape(shape)
+    return x_is, ka.particle_energies(x_is, types, box)
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclasses.dataclass
+class SimulationConfig:
+    """Everything that defines a generated dataset (stored in its provenance).
+
+    Attributes:
+        temperature: target temperature T*.
+        n_particles: N (80:20 A:B), at density ``density``.
+        n_configs: number of configurations (snapshots) to sample.
+        replicas: iso-configurational NVE runs per configuration (even: split into halves).
+        n_times: K, the number of log-spaced label times from ``t_min`` to
+            ``t_max_over_tau`` × τ_α (measured during equilibration).
+        equilibration_taus: equilibrate at least this many (measured) τ_α.
+        separation_taus: parent-trajectory time between sampled configurations, in τ_α.
+        dt: MD time step (LJ units).
+        melt_temperature, melt_time: the initial melt.
+        thermostat_rate: Nosé–Hoover collision frequency (1/τ) of the parent trajectory.
+        seed: seeds the initial positions and every replica's velocities.
+        platform: OpenMM platform name (default CUDA when present, else CPU).
+        workers: replicas run concurrently (default: the CPU count, or 8 on a GPU).
+    """
+
+    temperature: float
+    n_particles: int = 1000
+    n_configs: int = 64
+    replicas: int = 16
+    n_times: int = 10
+    t_min: float = 0.1
+    t_max_over_tau: float = 3.5
+    equilibration_taus: float = 20.0
+    separation_taus: float = 5.0
+    dt: float = 0.005
+    density: float = ka.DENSITY
+    melt_temperature: float = 2.0
+    melt_time: float = 20.0
+    thermostat_rate: float = 1.0
+    seed: int = 0
+    platform: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self):
+        if self.replicas < 2 or self.replicas % 2:
+            raise ValueError(f"replicas must be an even number >= 2 (split into two halves), got {self.replicas}")
+        if self.n_configs < 1 or self.n_times < 1 or self.n_particles < 2:
+            raise ValueError("n_configs, n_times and n_particles must be positive")
+        if self.temperature <= 0 or self.dt <= 0:
+            raise ValueError("temperature and dt must be positive")
+        if 0.5 * ka.box_length(self.n_particles, self.density) <= ka.MAX_CUTOFF:
+            raise ValueError(
+                f"N={self.n_particles} at density {self.density} gives a box of "
+                f"{ka.box_length(self.n_particles, self.density):.3f}, too small for the 2.5 σ cutoff"
+            )
+
+    def physical(self) -> dict:
+        """The fields that determine the numbers (not platform or workers)."""
+        d = dataclasses.asdict(self)
+        d.pop("platform")
+        d.pop("workers")
+        return d
+
+
+def initial_types(n_particles: int) -> np.ndarray:
+    """Types of an 80:20 mixture: the A particles first."""
+    n_a, n_b = ka.type_counts(n_particles)
+    return np.array([ka.TYPE_A] * n_a + [ka.TYPE_B] * n_b, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- engine
+
+class _Engine:
+    """OpenMM contexts for one system: a thermostatted parent, replica workers, a minimiser."""
+
+    def __init__(self, types, box, temperature, dt, thermostat_rate, platform_name, workers):
+        mm = _openmm()
+        self.types = types
+        self.box = box
+        self.temperature = temperature
+        self.dt = dt
+        self.platform = available_platform(platform_name)
+        on_gpu = self.platform.getName() in ("CUDA", "OpenCL", "HIP")
+        self.workers = int(workers or (8 if on_gpu else (os.cpu_count() or 1)))
+        self.system = make_system(types, box)
+        self.parent_integrator = mm.NoseHooverIntegrator(kelvin(temperature), thermostat_rate, dt)
+        self.parent = make_context(self.system, self.parent_integrator, self.platform)
+        self._replica_contexts: queue.Queue = queue.Queue()
+        self._n_replica_contexts = 0
+        self._minimizer = None
+        self.pool = ThreadPoolExecutor(max_workers=self.workers)
+
+    def close(self):
+        self.pool.shutdown(wait=True)
+
+    def set_temperature(self, temperature):
+        self.temperature = temperature
+        self.parent_integrator.setTemperature(kelvin(temperature))
+
+    def advance(self, duration: float):
+        """Run the parent (Nosé–Hoover NVT) trajectory for ``duration`` time units."""
+        self.parent_integrator.step(int(round(duration / self.dt)))
+
+    def record(self, duration: float, interval: float, context=None, integrator=None) -> np.ndarray:
+        """Run ``duration`` and return unwrapped frames (F, N, 3) every ``interval``, t=0 included."""
+        context = context or self.parent
+        integrator = integrator or self.parent_integrator
+        every = max(1, int(round(interval / self.dt)))
+        n = int(round(duration / (every * self.dt)))
+        frames = [_positions(context)]
+        for _ in range(n):
+            integrator.step(every)
+            frames.append(_positions(context))
+        return np.stack(frames)
+
+    def _replica_context(self):
+        try:
+            return self._replica_contexts.get_nowait()
+        except queue.Empty:
+            mm = _openmm()
+            integ = mm.VerletIntegrator(self.dt)
+            return make_context(self.system, integ, self.platform), integ
+
+    def run_replica(self, x0, velocities, steps, label_steps):
+        """One NVE run from (x0, velocities), sampled at ``steps`` (ascending, in MD steps).
+
+        Returns (|Δr| at ``label_steps`` (K, N) float32, displacements' F_s and MSD curves).
+        """
+        ctx, integ = self._replica_context()
+        try:
+            ctx.setTime(0.0)
+            ctx.setPositions(x0)
+            ctx.setVelocities(velocities)
+            done = 0
+            out = {}
+            for s in steps:
+                integ.step(int(s - done))
+                done = s
+                out[int(s)] = _positions(ctx) - x0
+        finally:
+            self._replica_contexts.put((ctx, integ))
+        disp = np.stack([out[int(s)] for s in steps])
+        norms = np.linalg.norm(np.stack([out[int(s)] for s in label_steps]), axis=-1).astype(np.float32)
+        return norms, disp
+
+    def minimise(self, x):
+        if self._minimizer is None:
+            mm = _openmm()
+            self._minimizer = make_context(self.system, mm.VerletIntegrator(self.dt), self.platform)
+        return inherent_structure(x, self.types, self.box, self._minimizer)
+
+    def hardware(self) -> str:
+        name = self.platform.getName()
+        cpu = _platform.processor() or _platform.machine()
+        cpu_line = f"{os.cpu_count()} CPU cores ({cpu})"
+        if name == "CPU":
+            return f"OpenMM CPU platform, {self.workers} concurrent single-thread contexts, {cpu_line}"
+        try:
+            import torch
+
+            gpu = torch.cuda.get_device_name(0)
+        except Exception:
+            gpu = "GPU"
+        return f"OpenMM {name} platform on {gpu}, {self.workers} concurrent contexts, {cpu_line}"
+
+
+def equilibrate(engine: _Engine, temperature: float, min_taus: float, rng: np.random.Generator | None = None,
+                initial=None, melt_temperature: float = 2.0, melt_time: float = 20.0, progress: bool = True) -> dict:
+    """Bring ``engine.parent`` to equilibrium at ``temperature`` and measure τ_α.
+
+    Starts from ``initial`` positions, or from random positions (drawn with ``rng``)
+    that are minimised and melted at ``melt_temperature``. Then runs segments at
+    ``temperature``, each recorded and analysed: F_s(q=7.25, t) of the A particles over
+    many time origins gives τ_α. It stops once the time spent at ``temperature`` is at
+    least ``min_taus`` times the τ_α measured on the last segment, and the τ_α of the two
+    halves of that segment agree within 30 % (no ageing).
+
+    Returns a dict: ``tau_alpha`` (last segment), ``tau_alpha_halves``, ``time``
+    (total time at ``temperature``), ``segments`` (their τ_α).
+    """
+    mm = _openmm()
+    n = len(engine.types)
+    if initial is None:
+        x = rng.uniform(0.0, 1.0, size=(n, 3)) * engine.box
+        engine.parent.setPositions(x)
+        mm.LocalEnergyMinimizer.minimize(engine.parent, 10.0, 2000)
+        engine.set_temperature(melt_temperature)
+        engine.parent.setVelocities(maxwell_boltzmann(rng, n, melt_temperature))
+        engine.advance(melt_time)
+    else:
+        engine.parent.setPositions(np.asarray(initial, dtype=float))
+    engine.set_temperature(temperature)
+    if rng is not None:
+        engine.parent.setVelocities(maxwell_boltzmann(rng, n, temperature))
+
+    mask_a = engine.types == ka.TYPE_A
+    tau_est = tau_alpha_guess(temperature)
+    spent, segments = 0.0, []
+    bar = tqdm(desc=f"equilibrate T={temperature:g}", unit="τ", disable=not progress, leave=False)
+    while True:
+        seg = max(min_taus * tau_est - spent, 4.0 * tau_est, 50 * engine.dt)
+        interval = max(engine.dt, seg / 400)
+        frames = engine.record(seg, interval)
+        spent += seg
+        bar.update(seg)
+        tau = _tau_from_frames(frames, interval, mask_a)
+        half = len(frames) // 2
+        halves = (_tau_from_frames(frames[:half], interval, mask_a), _tau_from_frames(frames[half:], interval, mask_a))
+        segments.append(tau)
+        bar.set_postfix(tau_alpha=f"{tau:.3g}", spent=f"{spent:.3g}")
+        settled = np.isfinite(halves).all() and abs(halves[0] - halves[1]) <= 0.3 * max(halves)
+        if np.isfinite(tau) and spent >= min_taus * tau and settled:
+            break
+        tau_est = tau if np.isfinite(tau) else 4.0 * tau_est
+    bar.close()
+    return {"tau_alpha": tau, "tau_alpha_halves": list(halves), "time": spent, "segments": segments}
+
+
+def _tau_from_frames(frames, interval, mask) -> float:
+    lags = np.unique(np.geomspace(1, len(frames) // 2, 60).astype(int))
+    curves = analysis.trajectory_dynamics(frames, interval, lag_frames=lags, mask=mask, max_origins=60)
+    return analysis.tau_alpha(curves.lags, curves.fs)
+
+
+def _time_grid(cfg: SimulationConfig, tau: float):
+    """Label times (K, in steps) and the denser F_s/MSD sampling steps, both ascending."""
+    t_max = cfg.t_max_over_tau * tau
+    label = np.unique(np.maximum(1, np.round(np.geomspace(cfg.t_min, t_max, cfg.n_times) / cfg.dt))).astype(int)
+    if len(label) != cfg.n_times:
+        raise ValueError(f"{cfg.n_times} label times between {cfg.t_min} and {t_max:.3g} do not fit the time step {cfg.dt}")
+    dense = np.unique(np.round(np.geomspace(cfg.dt, t_max, 40) / cfg.dt).astype(int))
+    return label, np.union1d(label, dense)
+
+
+def _replica_seed(seed: int, config: int, replica: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, config, replica]))
+
+
+def _sample_config(engine: _Engine, cfg: SimulationConfig, index: int, x0, label_steps, steps):
+    """Replicas, propensity, split halves and the inherent structure of one configuration."""
+    n = len(x0)
+    vels = [maxwell_boltzmann(_replica_seed(cfg.seed, index, r), n, cfg.temperature) for r in range(cfg.replicas)]
+    futures = [engine.pool.submit(engine.run_replica, x0, v, steps, label_steps) for v in vels]
+    results = [f.result() for f in futures]
+    norms = np.stack([r[0] for r in results])  # (R, K, N)
+    disp = np.stack([r[1] for r in results])  # (R, S, N, 3)
+    half = cfg.replicas // 2
+    propensity = norms.mean(0).T
+    halves = np.stack([norms[:half].mean(0).T, norms[half:].mean(0).T])
+    mask_a = engine.types == ka.TYPE_A
+    x_is, e_is = engine.minimise(x0)
+    return io.Snapshot(
+        positions=x0,
+        types=engine.types,
+        box=engine.box,
+        temperature=cfg.temperature,
+        times=label_steps * cfg.dt,
+        propensity=propensity,
+        positions_is=x_is,
+        epot_is=e_is,
+        propensity_halves=halves,
+        meta={
+            "config_index": index,
+            "curve_times": steps * cfg.dt,
+            "fs_a": analysis.self_intermediate_scattering(disp, mask=mask_a).mean(0),
+            "fs_b": analysis.self_intermediate_scattering(disp, mask=~mask_a).mean(0),
+            "msd_a": analysis.mean_squared_displacement(disp, mask=mask_a).mean(0),
+            "msd_b": analysis.mean_squared_displacement(disp, mask=~mask_a).mean(0),
+            "kinetic_temperature_start": float(np.mean([kinetic_temperature(v) for v in vels])),
+        },
+    )
+
+
+def _parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool = False) -> Path:
+    """Generate a labelled KA dataset at ``cfg.temperature`` into the HDF5 file ``out``.
+
+    Resumable: finished configurations and the parent trajectory's state live in
+    ``<out>.parts/`` until the final file is written (atomically); rerunning the same
+    command after an interruption continues from there. A different config for the same
+    ``out`` is refused.
+
+    The file's metadata records the measured τ_α (from F_s(q=7.25, t) of the A particles
+    in the NVE replicas, averaged over all configurations), the equilibration record, the
+    wall time and the hardware (see ``data/README.md``).
+    """
+    out = Path(out)
+    parts = _parts_dir(out)
+    parts.mkdir(parents=True, exist_ok=True)
+    state_file = parts / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else None
+    if state is not None and state["config"] != json.loads(json.dumps(cfg.physical())):
+        raise ValueError(
+            f"{parts}: holds an unfinished run with another configuration "
+            f"({state['config']}); delete that folder or choose another output file"
+        )
+    wall0 = time.time()
+    types = initial_types(cfg.n_particles)
+    box = np.full(3, ka.box_length(cfg.n_particles, cfg.density))
+    engine = _Engine(types, box, cfg.temperature, cfg.dt, cfg.thermostat_rate, cfg.platform, cfg.workers)
+    try:
+        if state is None:
+            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2**31 - 1]))
+            equil = equilibrate(engine, cfg.temperature, cfg.equilibration_taus, rng, melt_temperature=cfg.melt_temperature,
+                                melt_time=cfg.melt_time, progress=progress)
+            state = {"config": cfg.physical(), "equilibration": equil, "next": 0, "wall_time": time.time() - wall0}
+            _save_parent(engine, parts, state)
+        else:
+            _load_parent(engine, parts)
+        tau = state["equilibration"]["tau_alpha"]
+        label_steps, steps = _time_grid(cfg, tau)
+        bar = tqdm(total=cfg.n_configs, initial=state["next"], desc=f"T={cfg.temperature:g} configurations",
+                   unit="config", disable=not progress)
+        wall_prev = state["wall_time"]
+        wall_start = time.time()
+        for index in range(state["next"], cfg.n_configs):
+            x0 = np.mod(_positions(engine.parent), box)
+            # the parent moves on to the next configuration while the replicas run
+            parent_job = engine.pool.submit(engine.advance, cfg.separation_taus * tau) if index + 1 < cfg.n_configs else None
+            snap = _sample_config(engine, cfg, index, x0, label_steps, steps)
+            io.write_h5(parts / f"config_{index:05d}.h5", [snap])
+            if parent_job is not None:
+                parent_job.result()
+            state["next"] = index + 1
+            state["wall_time"] = wall_prev + time.time() - wall_start
+            _save_parent(engine, parts, state)
+            bar.update(1)
+        bar.close()
+        hardware = engine.hardware()
+    finally:
+        engine.close()
+    return _merge(cfg, out, parts, state, hardware, keep_parts)
+
+
+def _save_parent(engine: _Engine, parts: Path, state: dict) -> None:
+    with atomic_path(parts / "parent.chk") as tmp:
+        tmp.write_bytes(engine.parent.createCheckpoint())
+    with atomic_path(parts / "parent.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, positions=_positions(engine.parent), velocities=_velocities(engine.parent))
+    write_json(parts / "state.json", state)
+
+
+def _load_parent(engine: _Engine, parts: Path) -> None:
+    try:
+        engine.parent.loadCheckpoint((parts / "parent.chk").read_bytes())
+    except Exception:
+        # checkpoints are platform-specific: fall back to the portable positions and velocities
+        saved = np.load(parts / "parent.npz")
+        engine.parent.setPositions(saved["positions"])
+        engine.parent.setVelocities(saved["velocities"])
+
+
+def _merge(cfg: SimulationConfig, out: Path, parts: Path, state: dict, hardware: str, keep_parts: bool) -> Path:
+    snaps = []
+    for index in range(cfg.n_configs):
+        snaps.extend(io.read_h5(parts / f"config_{index:05d}.h5"))
+    curve_times = snaps[0].meta["curve_times"]
+    fs_a = np.mean([s.meta["fs_a"] for s in snaps], axis=0)
+    tau = analysis.tau_alpha(curve_times, fs_a)
+    times = snaps[0].times
+    file_meta = {
+        "system": "KA3D",
+        "tau_alpha": tau,
+        "tau_alpha_equilibration": state["equilibration"]["tau_alpha"],
+        "equilibration_time": state["equilibration"]["time"],
+        "equilibration_taus_measured": state["equilibration"]["time"] / state["equilibration"]["tau_alpha"],
+        "t_max_over_tau_alpha": float(times[-1] / tau),
+        "q_fs": analysis.Q_PEAK,
+    }
+    for s in snaps:
+        s.meta.update(file_meta)
+    import openmm
+
+    provenance = {
+        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else "glasslab.simulate.generate",
+        "config": cfg.physical(),
+        "hardware": hardware,
+        "wall_time_s": round(state["wall_time"], 1),
+        "openmm_version": openmm.__version__,
+        "equilibration": state["equilibration"],
+    }
+    io.write_h5(out, snaps, provenance=provenance)
+    if not keep_parts:
+        shutil.rmtree(parts)
+    return out
+
+
+# --------------------------------------------------------------------------- relaxation study
+
+def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, production_taus: float = 30.0,
+                     n_origins: int = 24, n_snapshots: int = 8, equilibration_taus: float = 20.0,
+                     trajectory_temperature: float | None = None, trajectory_frames: int = 60,
+                     dt: float = 0.005, platform: str | None = None, progress: bool = True) -> Path:
+    """MSD, F_s(q, t), χ4(t), τ_α and structure snapshots over a range of temperatures.
+
+    Temperatures are visited from hot to cold, each starting from the previous one's last
+    configuration and equilibrated for at least ``equilibration_taus`` measured τ_α. The
+    production run is NVE (velocity Verlet), ``production_taus`` τ_α long; time
+    correlation functions are averaged over ``n_origins`` time origins with log-spaced
+    lags; ``n_snapshots`` configurations spread over the run are kept for g(r) and S(q).
+    At ``trajectory_temperature`` a short trajectory of ``trajectory_frames`` frames over
+    one τ_α is also kept, for 3D views. Written atomically as one glasslab relaxation file
+    (see :func:`glasslab.io.write_relaxation`).
+    """
+    mm = _openmm()
+    out = Path(out)
+    temps = sorted({float(t) for t in temperatures}, reverse=True)
+    types = initial_types(n_particles)
+    box = np.full(3, ka.box_length(n_particles))
+    mask_a = types == ka.TYPE_A
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 - 2]))
+    engine = _Engine(types, box, temps[0], dt, 1.0, platform, 1)
+    records, wall0 = [], time.time()
+    initial = None
+    try:
+        for temperature in tqdm(temps, desc="temperatures", disable=not progress):
+            t0 = time.time()
+            equil = equilibrate(engine, temperature, equilibration_taus, rng, initial=initial, progress=progress)
+            tau = equil["tau_alpha"]
+            integ = mm.VerletIntegrator(dt)
+            ctx = make_context(engine.system, integ, engine.platform)
+            ctx.setPositions(_positions(engine.parent))
+            ctx.setVelocities(_velocities(engine.parent))
+            spacing = production_taus * tau / n_origins
+            lag_steps = np.unique(np.round(np.geomspace(dt, production_taus * tau / 2, 50) / dt).astype(int))
+            origin_steps = np.round(np.arange(n_origins) * spacing / dt).astype(int)
+            wanted = np.union1d((origin_steps[:, None] + lag_steps[None, :]).ravel(), origin_steps)
+            frames, done = {}, 0
+            for s in tqdm(wanted, desc=f"production T={temperature:g}", leave=False, disable=not progress):
+                integ.step(int(s - done))
+                done = int(s)
+                frames[done] = _positions(ctx)
+            curves = {}
+            disp = np.stack([[frames[o + l] - frames[o] for o in origin_steps] for l in lag_steps])  # (L, O, N, 3)
+            for name, m in (("a", mask_a), ("b", ~mask_a)):
+                curves[f"msd_{name}"] = analysis.mean_squared_displacement(disp, mask=m).mean(1)
+                curves[f"fs_{name}"] = analysis.self_intermediate_scattering(disp, mask=m).mean(1)
+                curves[f"chi4_{name}"] = m.sum() * analysis.overlap(disp, mask=m).var(1)
+            lags = lag_steps * dt
+            pick = np.linspace(0, len(wanted) - 1, n_snapshots).astype(int)
+            snapshots = np.stack([np.mod(frames[int(wanted[k])], box) for k in pick])
+            record = io.Relaxation(
+                temperature=temperature, lags=lags, tau_alpha=analysis.tau_alpha(lags, curves["fs_a"]),
+                types=types, box=box, snapshots=snapshots, curves=curves,
+                meta={"equilibration": equil, "production_time": float(done * dt), "n_origins": n_origins,
+                      "wall_time_s": round(time.time() - t0, 1)},
+            )
+            if trajectory_temperature is not None and np.isclose(temperature, trajectory_temperature):
+                every = max(1, int(round(tau / trajectory_frames / dt)))
+                traj = [_positions(ctx)]
+                for _ in range(trajectory_frames - 1):
+                    integ.step(every)
+                    traj.append(_positions(ctx))
+                record.trajectory = np.stack(traj).astype(np.float32)
+                record.trajectory_dt = every * dt
+            records.append(record)
+            initial = _positions(engine.parent)
+        hardware = engine.hardware()
+    finally:
+        engine.close()
+    import openmm
+
+    provenance = {
+        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else "glasslab.simulate.relaxation_study",
+        "temperatures": temps, "n_particles": n_particles, "seed": seed, "production_taus": production_taus,
+        "equilibration_taus": equilibration_taus, "dt": dt, "hardware": hardware,
+        "wall_time_s": round(time.time() - wall0, 1), "openmm_version": openmm.__version__,
+    }
+    return io.write_relaxation(out, records, provenance=provenance)
