@@ -32,6 +32,37 @@ def _relaxation(args) -> None:
     print(f"wrote {path}")
 
 
+def _train(args) -> None:
+    from glasslab.train import TrainConfig, train
+
+    cfg = TrainConfig.from_file(args.config)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("max_minutes", args.max_minutes)) if v is not None}
+    if overrides:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, **overrides, name=args.name or cfg.name)
+    elif args.name:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, name=args.name)
+    results = train(cfg, out_root=args.out, device=args.device)
+    rho = results["test"]["rho_pooled"]
+    print(f"{cfg.name}: test rho per timescale (pooled, A particles) = {[round(r, 3) for r in rho]}")
+    print(f"results in {Path(args.out) / cfg.name / 'results.json'}")
+
+
+def _evaluate(args) -> None:
+    from glasslab.train import evaluate
+
+    results = evaluate(args.checkpoint, args.data, temperature=args.temperature, device=args.device)
+    text = json.dumps(results, indent=2)
+    if args.out:
+        from glasslab._atomic import write_json
+
+        write_json(args.out, results)
+    print(text)
+
+
 def _info(args) -> None:
     from glasslab import io
 
@@ -72,6 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--platform", default=None)
     p.set_defaults(func=_relaxation)
+
+    p = sub.add_parser("train", help="train a model from a config (TOML/JSON); resumes an interrupted run")
+    p.add_argument("config", type=Path)
+    p.add_argument("--out", type=Path, default=Path("runs"), help="folder of runs (default runs/)")
+    p.add_argument("--name", default=None, help="run name (default: the config's)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="test a checkpoint on data files")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("data", type=Path, nargs="+")
+    p.add_argument("--temperature", type=float, default=None, help="for GlassBench files")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("info", help="describe data files")
     p.add_argument("files", nargs="+", type=Path)

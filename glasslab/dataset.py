@@ -17,7 +17,7 @@ from glasslab._atomic import atomic_path
 from glasslab.graph import build_graph
 from glasslab.paths import cache_dir as default_cache_dir
 
-GRAPH_CACHE_VERSION = 1
+GRAPH_CACHE_VERSION = 2
 """Bump when build_graph changes what it stores, to invalidate cached graphs."""
 
 POSITIONS = ("thermal", "inherent")
@@ -34,7 +34,8 @@ def snapshot_to_graph(snap: io.Snapshot, cutoff: float = 2.0, positions: str = "
         node_scalars: names of extra per-particle inputs, among ``("epot_is",)``.
 
     The graph also carries ``temperature`` (1,) so that mixed-temperature batches know
-    where each graph comes from.
+    where each graph comes from, and ``y_halves`` (N, 2, K), the split-half propensities,
+    when the snapshot has them (for the noise ceiling).
     """
     if positions not in POSITIONS:
         raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
@@ -57,6 +58,8 @@ def snapshot_to_graph(snap: io.Snapshot, cutoff: float = 2.0, positions: str = "
     data = build_graph(x, snap.types, box=snap.box, cutoff=cutoff, propensity=snap.propensity,
                        times=snap.times, node_scalars=scalars, dtype=dtype)
     data.temperature = torch.tensor([snap.temperature], dtype=dtype)
+    if snap.propensity_halves is not None:
+        data.y_halves = torch.as_tensor(snap.propensity_halves, dtype=dtype).permute(1, 0, 2)  # (N, 2, K)
     return data
 
 

@@ -212,7 +212,7 @@ class SimulationConfig:
         separation_taus: parent-trajectory time between sampled configurations, in τ_α.
         dt: MD time step (LJ units).
         melt_temperature, melt_time: the initial melt.
-        thermostat_rate: Nosé–Hoover collision frequency (1/τ) of the parent trajectory.
+        thermostat_rate: Nosé–Hoover collision frequency (1/τ) of the melt and equilibration.
         seed: seeds the initial positions and every replica's velocities.
         platform: OpenMM platform name (default CUDA when present, else CPU).
         workers: replicas run concurrently (default: the CPU count, or 8 on a GPU).
@@ -307,6 +307,21 @@ class _Engine:
             integrator.step(every)
             frames.append(_positions(context))
         return np.stack(frames)
+
+    def separate(self, x0, duration: float, seed_sequence) -> np.ndarray:
+        """Positions after an NVE run of ``duration`` from ``x0`` with seeded Maxwell–Boltzmann
+        velocities: the path from one sampled configuration to the next. Its whole state is
+        (x0, seed), so an interrupted run resumes bit for bit."""
+        rng = np.random.default_rng(seed_sequence)
+        ctx, integ = self._replica_context()
+        try:
+            ctx.setTime(0.0)
+            ctx.setPositions(x0)
+            ctx.setVelocities(maxwell_boltzmann(rng, len(x0), self.temperature))
+            integ.step(int(round(duration / self.dt)))
+            return _positions(ctx)
+        finally:
+            self._replica_contexts.put((ctx, integ))
 
     def _replica_context(self):
         try:
@@ -473,10 +488,14 @@ def _parts_dir(out: Path) -> Path:
 def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool = False) -> Path:
     """Generate a labelled KA dataset at ``cfg.temperature`` into the HDF5 file ``out``.
 
-    Resumable: finished configurations and the parent trajectory's state live in
-    ``<out>.parts/`` until the final file is written (atomically); rerunning the same
-    command after an interruption continues from there. A different config for the same
-    ``out`` is refused.
+    Configurations: the first is the end of the (Nosé–Hoover) equilibration; each next one
+    is reached by an NVE run of ``separation_taus`` τ_α from fresh Maxwell–Boltzmann
+    velocities (seeded), so that the state between configurations is just a position array.
+
+    Resumable: finished configurations and the next configuration live in ``<out>.parts/``
+    until the final file is written (atomically); rerunning the same command after an
+    interruption continues from there, with the same numbers. A different config for the
+    same ``out`` is refused.
 
     The file's metadata records the measured τ_α (from F_s(q=7.25, t) of the A particles
     in the NVE replicas, averaged over all configurations), the equilibration record, the
@@ -502,9 +521,10 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
             equil = equilibrate(engine, cfg.temperature, cfg.equilibration_taus, rng, melt_temperature=cfg.melt_temperature,
                                 melt_time=cfg.melt_time, progress=progress)
             state = {"config": cfg.physical(), "equilibration": equil, "next": 0, "wall_time": time.time() - wall0}
-            _save_parent(engine, parts, state)
+            x_next = np.mod(_positions(engine.parent), box)
+            _save_state(parts, state, x_next)
         else:
-            _load_parent(engine, parts)
+            x_next = np.load(parts / "next_positions.npy")
         tau = state["equilibration"]["tau_alpha"]
         label_steps, steps = _time_grid(cfg, tau)
         bar = tqdm(total=cfg.n_configs, initial=state["next"], desc=f"T={cfg.temperature:g} configurations",
@@ -512,16 +532,19 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
         wall_prev = state["wall_time"]
         wall_start = time.time()
         for index in range(state["next"], cfg.n_configs):
-            x0 = np.mod(_positions(engine.parent), box)
-            # the parent moves on to the next configuration while the replicas run
-            parent_job = engine.pool.submit(engine.advance, cfg.separation_taus * tau) if index + 1 < cfg.n_configs else None
+            x0 = x_next
+            # the next configuration is prepared while the replicas of this one run
+            separation = None
+            if index + 1 < cfg.n_configs:
+                separation = engine.pool.submit(engine.separate, x0, cfg.separation_taus * tau,
+                                                np.random.SeedSequence([cfg.seed, index + 1, 2**31 - 3]))
             snap = _sample_config(engine, cfg, index, x0, label_steps, steps)
             io.write_h5(parts / f"config_{index:05d}.h5", [snap])
-            if parent_job is not None:
-                parent_job.result()
+            if separation is not None:
+                x_next = np.mod(separation.result(), box)
             state["next"] = index + 1
             state["wall_time"] = wall_prev + time.time() - wall_start
-            _save_parent(engine, parts, state)
+            _save_state(parts, state, x_next)
             bar.update(1)
         bar.close()
         hardware = engine.hardware()
@@ -530,23 +553,12 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
     return _merge(cfg, out, parts, state, hardware, keep_parts)
 
 
-def _save_parent(engine: _Engine, parts: Path, state: dict) -> None:
-    with atomic_path(parts / "parent.chk") as tmp:
-        tmp.write_bytes(engine.parent.createCheckpoint())
-    with atomic_path(parts / "parent.npz") as tmp:
+def _save_state(parts: Path, state: dict, next_positions: np.ndarray) -> None:
+    """Everything a resumed run needs: the next configuration, then the progress record."""
+    with atomic_path(parts / "next_positions.npy") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, positions=_positions(engine.parent), velocities=_velocities(engine.parent))
+            np.save(fh, next_positions)
     write_json(parts / "state.json", state)
-
-
-def _load_parent(engine: _Engine, parts: Path) -> None:
-    try:
-        engine.parent.loadCheckpoint((parts / "parent.chk").read_bytes())
-    except Exception:
-        # checkpoints are platform-specific: fall back to the portable positions and velocities
-        saved = np.load(parts / "parent.npz")
-        engine.parent.setPositions(saved["positions"])
-        engine.parent.setVelocities(saved["velocities"])
 
 
 def _merge(cfg: SimulationConfig, out: Path, parts: Path, state: dict, hardware: str, keep_parts: bool) -> Path:

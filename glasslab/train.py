@@ -1,0 +1,432 @@
+"""Training and evaluation: the paper's recipe, resumable, on CPU or GPU.
+
+Recipe (paper, Appendix A3): Adam (lr 1e-3, betas (0.95, 0.999), weight decay 1e-7), the
+learning rate halved at chosen epochs, whole snapshots as batches, a mean-squared-error loss
+on the A particles, one output per timescale (K outputs trained together). Targets are
+standardised per timescale with the training set's A-particle mean and standard deviation
+(Pearson ρ is blind to that affine map; it only balances the K timescales in the loss).
+
+A run lives in one folder: ``config.json``, ``history.csv`` (one row per epoch),
+``last.pt`` (everything needed to resume, written atomically after every epoch), ``best.pt``
+(the weights with the lowest validation loss) and ``results.json`` (test metrics with
+provenance). Rerunning the same config continues an interrupted run where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io as _io
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from glasslab import metrics
+from glasslab._atomic import atomic_path, write_json
+from glasslab.analysis import noise_ceiling
+from glasslab.dataset import GlassDataset, load_graphs, split_indices
+from glasslab.paths import default_device
+from glasslab.symmetry import RandomRotation
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+        name: the run's name (its folder is ``<out_root>/<name>``).
+        data: data files (glasslab ``.h5``, Bapst pickles or GlassBench ``.npz``).
+        model: ``"se3"`` (SE3GNN) or ``"bapst"`` (BapstGNN); ``model_kwargs`` go to its
+            constructor (``out_dim`` is set from ``timescales``).
+        timescales: indices of the label columns to fit (None: all K).
+        positions, node_scalars, cutoff: how graphs are built (see glasslab.dataset).
+        split, split_seed: train / validation / test fractions of the snapshots and the
+            seed of their shuffle (the paper's 50/40/10).
+        test_data: optional other files to test on (e.g. another temperature); then the
+            test metrics use all their snapshots.
+        init_from: optional checkpoint to start from (transfer learning);
+            ``train_only_head`` then freezes everything but the final linear layer.
+        epochs, lr, betas, weight_decay, lr_milestones, lr_factor: the optimiser recipe.
+        patience: stop when the validation loss has not improved for this many epochs.
+        rotation_augmentation: rotate training graphs randomly (default: only for models
+            that are not rotation invariant by construction).
+        max_minutes: wall-clock budget; training stops after the epoch that exceeds it.
+        seed: seeds the weights, the data order, dropout and augmentation.
+        temperature: temperature of GlassBench files (which do not store it).
+    """
+
+    name: str
+    data: list[str]
+    model: str = "se3"
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    timescales: list[int] | None = None
+    positions: str = "thermal"
+    node_scalars: list[str] = dataclasses.field(default_factory=list)
+    cutoff: float = 2.0
+    split: tuple[float, float, float] = (0.5, 0.4, 0.1)
+    split_seed: int = 0
+    test_data: list[str] | None = None
+    init_from: str | None = None
+    train_only_head: bool = False
+    epochs: int = 100
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.95, 0.999)
+    weight_decay: float = 1e-7
+    lr_milestones: list[int] = dataclasses.field(default_factory=list)
+    lr_factor: float = 0.5
+    patience: int = 20
+    rotation_augmentation: bool | None = None
+    max_minutes: float | None = None
+    seed: int = 0
+    temperature: float | None = None
+
+    def __post_init__(self):
+        if isinstance(self.data, (str, Path)):
+            self.data = [str(self.data)]
+        if isinstance(self.test_data, (str, Path)):
+            self.test_data = [str(self.test_data)]
+        self.split = tuple(self.split)
+        self.betas = tuple(self.betas)
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {sorted(MODELS)}")
+        if self.train_only_head and not self.init_from:
+            raise ValueError("train_only_head needs init_from (a checkpoint to start from)")
+
+    @classmethod
+    def from_file(cls, path) -> "TrainConfig":
+        """Read a config from a TOML or JSON file; relative data paths are kept as written."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix == ".toml":
+            import tomllib
+
+            raw = tomllib.loads(text)
+        else:
+            raw = json.loads(text)
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        if "name" not in raw:
+            raw["name"] = path.stem
+        return cls(**raw)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _se3(**kwargs):
+    from glasslab.models import SE3GNN
+
+    return SE3GNN(**kwargs)
+
+
+def _bapst(**kwargs):
+    from glasslab.models import BapstGNN
+
+    return BapstGNN(**kwargs)
+
+
+MODELS = {"se3": _se3, "bapst": _bapst}
+ROTATION_INVARIANT = {"se3": True, "bapst": False}
+
+
+def build_model(name: str, out_dim: int, **kwargs) -> torch.nn.Module:
+    """A model of the registry: ``"se3"`` or ``"bapst"`` with ``out_dim`` outputs."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    return MODELS[name](out_dim=out_dim, **kwargs)
+
+
+def head_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Parameters of the model's final linear layer (``model.head``)."""
+    if not hasattr(model, "head"):
+        raise ValueError(f"{type(model).__name__} has no `head` (final linear layer) to retrain")
+    return list(model.head.parameters())
+
+
+# --------------------------------------------------------------------------- data
+
+def _load(paths, cfg: TrainConfig):
+    graphs = []
+    for p in paths:
+        graphs += load_graphs(p, cutoff=cfg.cutoff, positions=cfg.positions, node_scalars=cfg.node_scalars,
+                              temperature=cfg.temperature, progress=False)
+    if not graphs:
+        raise ValueError(f"no snapshots in {paths}")
+    k = graphs[0].y.shape[1]
+    cols = list(range(k)) if cfg.timescales is None else list(cfg.timescales)
+    if any(c < -k or c >= k for c in cols):
+        raise ValueError(f"timescales {cols} out of range for K={k} label columns")
+    for g in graphs:
+        if g.y.shape[1] != k:
+            raise ValueError("all data files must have the same number of label timescales")
+        g.y = g.y[:, cols]
+        g.times = g.times[:, cols]
+        if "y_halves" in g:
+            g.y_halves = g.y_halves[:, :, cols]
+    return graphs
+
+
+@dataclasses.dataclass
+class Splits:
+    train: list
+    val: list
+    test: list
+    indices: dict
+
+
+def make_splits(cfg: TrainConfig) -> Splits:
+    """Graphs of the train / validation / test sets of a config."""
+    graphs = _load(cfg.data, cfg)
+    tr, va, te = split_indices(len(graphs), cfg.split, cfg.split_seed)
+    if cfg.test_data:
+        test, te_idx = _load(cfg.test_data, cfg), "all of test_data"
+    else:
+        test, te_idx = [graphs[i] for i in te], te.tolist()
+    return Splits([graphs[i] for i in tr], [graphs[i] for i in va], test,
+                  {"train": tr.tolist(), "val": va.tolist(), "test": te_idx})
+
+
+def target_stats(graphs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-timescale mean and standard deviation of the A-particle targets, (K,) each."""
+    y = torch.cat([g.y[g.mask_a] for g in graphs]).double()
+    return y.mean(0).float(), y.std(0).clamp_min(1e-12).float()
+
+
+# --------------------------------------------------------------------------- loop
+
+def _masked_mse(pred, data, mean, std):
+    target = (data.y - mean) / std
+    return torch.nn.functional.mse_loss(pred[data.mask_a], target[data.mask_a])
+
+
+@torch.no_grad()
+def predict(model, graphs, mean, std, device) -> list[np.ndarray]:
+    """Predicted propensities (N, K) per graph, in the units of the targets."""
+    model.eval()
+    out = []
+    for g in graphs:
+        g = g.to(device)
+        out.append((model(g) * std.to(device) + mean.to(device)).cpu().numpy())
+    return out
+
+
+def _evaluate_split(model, graphs, mean, std, device) -> tuple[float, np.ndarray]:
+    preds = predict(model, graphs, mean, std, device)
+    losses = [float(np.mean(((p - g.y.numpy()) / std.numpy())[g.mask_a.numpy()] ** 2)) for p, g in zip(preds, graphs)]
+    rho = metrics.correlation(preds, [g.y.numpy() for g in graphs], [g.mask_a.numpy() for g in graphs]).pooled
+    return float(np.mean(losses)), rho
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except Exception:
+        return None
+
+
+def hardware() -> str:
+    """One line describing where this process runs (GPU name or CPU cores)."""
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}; torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores ({cpu}); torch {torch.__version__}"
+
+
+def _file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _save(path, state: dict) -> None:
+    buffer = _io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def _write_history(path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True) -> dict:
+    """Train (or resume) the run ``cfg`` and evaluate its best weights on the test set.
+
+    Returns the results dict also written to ``<out_root>/<name>/results.json``.
+    """
+    out = Path(out_root) / cfg.name
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / "config.json"
+    if config_file.exists() and json.loads(config_file.read_text()) != cfg.to_dict():
+        raise ValueError(f"{out}: holds a run with another config; choose another name or delete the folder")
+    write_json(config_file, cfg.to_dict())
+    device = torch.device(device) if device is not None else default_device()
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    splits = make_splits(cfg)
+    k = splits.train[0].y.shape[1]
+    mean, std = target_stats(splits.train)
+    model = build_model(cfg.model, out_dim=k, **cfg.model_kwargs).to(device)
+    params = model.parameters()
+    if cfg.init_from:
+        start = torch.load(cfg.init_from, map_location=device, weights_only=True)
+        model.load_state_dict(start["model"])
+        if cfg.train_only_head:
+            for p in model.parameters():
+                p.requires_grad_(False)
+            params = head_parameters(model)
+            for p in params:
+                p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_factor)
+    augment = cfg.rotation_augmentation
+    if augment is None:
+        augment = not ROTATION_INVARIANT[cfg.model]
+    train_set = GlassDataset(splits.train, RandomRotation(seed=cfg.seed) if augment else None)
+    order_gen = torch.Generator().manual_seed(cfg.seed)
+
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "stale": 0, "history": [], "wall": 0.0}
+    last = out / "last.pt"
+    if last.exists():
+        ckpt = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        order_gen.set_state(ckpt["order_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if train_set.transform is not None:
+            train_set.transform.generator.set_state(ckpt["augment_rng"])
+        state = ckpt["state"]
+    mean_d, std_d = mean.to(device), std.to(device)
+    t_start = time.time() - state["wall"]
+    stop_reason = "epochs"
+    bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=cfg.name, unit="epoch", disable=not progress)
+    while state["epoch"] < cfg.epochs:
+        model.train()
+        if cfg.train_only_head:
+            model.eval()  # frozen batch-norm statistics and no dropout in the frozen body
+        losses = []
+        for i in torch.randperm(len(train_set), generator=order_gen).tolist():
+            g = train_set[i].to(device)
+            loss = _masked_mse(model(g), g, mean_d, std_d)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        val_loss, val_rho = _evaluate_split(model, splits.val, mean, std, device)
+        row = {"epoch": state["epoch"] + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+               "val_loss": val_loss, **{f"val_rho_{j}": float(r) for j, r in enumerate(val_rho)},
+               "wall_s": round(time.time() - t_start, 1)}
+        scheduler.step()
+        state["epoch"] += 1
+        state["history"].append(row)
+        if val_loss < state["best_val"]:
+            state.update(best_val=val_loss, best_epoch=state["epoch"], stale=0)
+            _save(out / "best.pt", _checkpoint_payload(model, cfg, mean, std, splits, k, state))
+        else:
+            state["stale"] += 1
+        state["wall"] = time.time() - t_start
+        _write_history(out / "history.csv", state["history"])
+        _save(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "order_rng": order_gen.get_state(),
+                     "torch_rng": torch.get_rng_state(),
+                     "augment_rng": train_set.transform.generator.get_state() if train_set.transform else None,
+                     "state": state})
+        bar.update(1)
+        bar.set_postfix(val_loss=f"{val_loss:.3f}", val_rho=f"{np.mean(val_rho):.3f}")
+        if state["stale"] >= cfg.patience:
+            stop_reason = f"early stopping (no improvement for {cfg.patience} epochs)"
+            break
+        if cfg.max_minutes is not None and state["wall"] > 60 * cfg.max_minutes:
+            stop_reason = f"time budget of {cfg.max_minutes} min"
+            break
+    bar.close()
+
+    best = torch.load(out / "best.pt", map_location=device, weights_only=True)
+    model.load_state_dict(best["model"])
+    results = evaluate_graphs(model, splits.test, mean, std, device)
+    results.update({
+        "name": cfg.name, "config": cfg.to_dict(), "model_parameters": count_parameters(model),
+        "split_sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "split_indices": splits.indices, "times": splits.train[0].times[0].tolist(),
+        "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stop_reason,
+        "wall_time_s": round(state["wall"], 1), "hardware": hardware(), "device": str(device),
+        "data_sha256": {p: _file_digest(p) for p in cfg.data + (cfg.test_data or [])},
+        "glasslab_commit": _git_commit(),
+    })
+    best["metadata"] = {k: results[k] for k in ("name", "times", "test", "split_sizes", "hardware", "wall_time_s")}
+    _save(out / "best.pt", best)
+    write_json(out / "results.json", results)
+    return results
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _checkpoint_payload(model, cfg, mean, std, splits, k, state) -> dict:
+    return {"model": model.state_dict(), "config": cfg.to_dict(), "target_mean": mean, "target_std": std,
+            "out_dim": k, "epoch": state["epoch"], "times": splits.train[0].times[0].tolist()}
+
+
+def evaluate_graphs(model, graphs, mean, std, device, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Test metrics of a model on graphs: pooled and per-snapshot ρ on A particles, a
+    bootstrap interval of the pooled ρ, and, when every graph carries split-half
+    propensities, the noise ceiling and ρ relative to it."""
+    preds = predict(model, graphs, mean, std, device)
+    targets = [g.y.numpy() for g in graphs]
+    masks = [g.mask_a.numpy() for g in graphs]
+    corr = metrics.correlation(preds, targets, masks)
+    boot = metrics.bootstrap_pearson(preds, targets, masks, n_resamples=n_bootstrap, seed=seed)
+    test = {
+        "rho_pooled": corr.pooled.tolist(),
+        "rho_per_snapshot_mean": corr.per_snapshot_mean.tolist(),
+        "rho_per_snapshot_std": corr.per_snapshot_std.tolist(),
+        "bootstrap_low": boot.low.tolist(), "bootstrap_high": boot.high.tolist(), "bootstrap_std": boot.std.tolist(),
+        "n_particles": int(sum(m.sum() for m in masks)), "n_snapshots": len(graphs),
+    }
+    if all("y_halves" in g for g in graphs):
+        halves = np.concatenate([g.y_halves.numpy()[m] for g, m in zip(graphs, masks)])  # (M, 2, K)
+        ceiling = noise_ceiling(halves.transpose(1, 0, 2))
+        test["noise_ceiling"] = ceiling.max_pearson.tolist()
+        test["rho_over_ceiling"] = metrics.relative_to_ceiling(corr.pooled, ceiling.max_pearson).tolist()
+    return {"test": test}
+
+
+def load_checkpoint(path, device="cpu"):
+    """A trained model (eval mode) and its checkpoint dict (config, target statistics, metadata)."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    cfg = ckpt["config"]
+    model = build_model(cfg["model"], out_dim=ckpt["out_dim"], **cfg["model_kwargs"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+def evaluate(checkpoint, data, temperature: float | None = None, device=None) -> dict:
+    """Metrics of a checkpoint on every snapshot of the files ``data`` (see evaluate_graphs)."""
+    device = torch.device(device) if device is not None else default_device()
+    model, ckpt = load_checkpoint(checkpoint, device)
+    paths = [str(data)] if isinstance(data, (str, Path)) else [str(p) for p in data]
+    cfg = TrainConfig(**{**ckpt["config"], "data": paths, "test_data": None, "init_from": None,
+                         "train_only_head": False, "temperature": temperature})
+    graphs = _load(cfg.data, cfg)
+    results = evaluate_graphs(model, graphs, ckpt["target_mean"], ckpt["target_std"], device)
+    results.update({"checkpoint": str(checkpoint), "data": paths, "times": graphs[0].times[0].tolist()})
+    return results

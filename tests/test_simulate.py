@@ -1,0 +1,167 @@
+"""Physics checks of the OpenMM engine, fast, on CPU."""
+
+import numpy as np
+import pytest
+
+openmm = pytest.importorskip("openmm")
+
+from glasslab import io, ka, simulate  # noqa: E402
+
+
+def small_liquid(n=256, seed=0):
+    """A minimised random KA configuration of n particles at ρ = 1.2."""
+    rng = np.random.default_rng(seed)
+    types = simulate.initial_types(n)
+    box = np.full(3, ka.box_length(n))
+    system = simulate.make_system(types, box)
+    integ = openmm.VerletIntegrator(0.005)
+    ctx = simulate.make_context(system, integ, simulate.available_platform("CPU"))
+    ctx.setPositions(rng.uniform(0, 1, (n, 3)) * box)
+    openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 500)
+    return types, box, system, ctx, integ
+
+
+def test_openmm_forces_equal_the_ka_potential_exactly():
+    types, box, system, ctx, _ = small_liquid(300)
+    x = simulate._positions(ctx)
+    ref = simulate.make_context(system, openmm.VerletIntegrator(0.005), simulate.available_platform("Reference"))
+    ref.setPositions(x)
+    forces = ref.getState(getForces=True).getForces(asNumpy=True)._value
+    _, expected = simulate.energy_and_forces(x, types, box)
+    assert np.abs(forces - expected).max() < 1e-9 * np.abs(expected).max()
+    # the CPU platform (single precision forces) agrees to float32 accuracy
+    cpu = ctx.getState(getForces=True).getForces(asNumpy=True)._value
+    assert np.abs(cpu - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+def test_energy_matches_pair_potential_sum():
+    rng = np.random.default_rng(1)
+    box = np.full(3, 6.0)
+    x = rng.uniform(0, 6, (40, 3))
+    types = (rng.random(40) < 0.3).astype(int)
+    e, _ = simulate.energy_and_forces(x, types, box)
+    d = x[None] - x[:, None]
+    d -= box * np.round(d / box)
+    r = np.linalg.norm(d, axis=-1)
+    iu = np.triu_indices(40, 1)
+    direct = ka.pair_potential(r[iu], types[iu[0]], types[iu[1]]).sum()
+    assert e == pytest.approx(direct, rel=1e-12)
+    assert ka.particle_energies(x, types, box).sum() == pytest.approx(direct, rel=1e-12)
+    assert ka.pair_potential(ka.CUTOFF[0, 1] - 1e-12, 0, 1) == pytest.approx(0.0, abs=1e-9)  # shifted to zero
+
+
+def test_nve_energy_is_conserved():
+    types, box, _, ctx, integ = small_liquid(256, seed=2)
+    ctx.setVelocities(simulate.maxwell_boltzmann(np.random.default_rng(0), 256, 0.8))
+    integ.step(200)
+    energies = []
+    for _ in range(20):
+        integ.step(100)
+        st = ctx.getState(getPositions=True, getEnergy=True)
+        e_pot, _ = simulate.energy_and_forces(st.getPositions(asNumpy=True)._value, types, box)
+        energies.append(e_pot + st.getKineticEnergy()._value)
+    energies = np.array(energies) / 256
+    # truncated-and-shifted forces jump at the cutoff: a small noise, no drift (per particle, ε)
+    assert np.ptp(energies) < 2e-3
+    assert abs(np.polyfit(np.arange(20), energies, 1)[0]) < 5e-5
+
+
+def test_thermostat_holds_the_temperature_and_velocities_are_maxwellian():
+    v = simulate.maxwell_boltzmann(np.random.default_rng(3), 20_000, 0.64)
+    assert np.allclose(v.sum(0), 0, atol=1e-9)
+    assert simulate.kinetic_temperature(v) == pytest.approx(0.64, rel=0.02)
+    types = simulate.initial_types(256)
+    box = np.full(3, ka.box_length(256))
+    engine = simulate._Engine(types, box, 0.8, 0.005, 1.0, "CPU", 1)
+    try:
+        rng = np.random.default_rng(4)
+        engine.parent.setPositions(small_liquid(256, seed=4)[3].getState(getPositions=True).getPositions(asNumpy=True))
+        engine.parent.setVelocities(simulate.maxwell_boltzmann(rng, 256, 0.8))
+        temps = []
+        for _ in range(40):
+            engine.advance(0.5)
+            temps.append(simulate.kinetic_temperature(simulate._velocities(engine.parent)))
+    finally:
+        engine.close()
+    assert np.mean(temps[10:]) == pytest.approx(0.8, rel=0.04)
+
+
+def test_inherent_structure_is_a_minimum():
+    types, box, _, ctx, integ = small_liquid(200, seed=5)
+    ctx.setVelocities(simulate.maxwell_boltzmann(np.random.default_rng(5), 200, 1.0))
+    integ.step(300)
+    x = simulate._positions(ctx)
+    x_is, e_is = simulate.inherent_structure(x, types, box, context=ctx)
+    e_thermal = ka.particle_energies(x, types, box).sum()
+    assert e_is.sum() < e_thermal
+    _, forces = simulate.energy_and_forces(x_is, types, box)
+    assert np.abs(forces).max() < 1e-4  # vs thermal forces of order 10; float64 round-off limits L-BFGS near 1e-6
+    assert -8.0 < e_is.mean() < -7.0  # KA inherent-structure energies lie near -7.6 per particle
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    cfg = simulate.SimulationConfig(temperature=1.2, n_particles=200, n_configs=2, replicas=4, n_times=5,
+                                    equilibration_taus=10, seed=11, workers=2)
+    out = tmp_path_factory.mktemp("sim") / "tiny.h5"
+    simulate.generate(cfg, out, progress=False)
+    return cfg, out
+
+
+def test_generate_writes_a_complete_labelled_file(tiny_run):
+    cfg, out = tiny_run
+    snaps = io.read_h5(out)
+    assert len(snaps) == 2 and not out.with_name(out.name + ".parts").exists()
+    s = snaps[0]
+    assert s.num_particles == 200 and s.num_times == 5 and s.temperature == 1.2
+    assert s.times[0] == pytest.approx(0.1) and s.times[-1] >= 3 * s.meta["tau_alpha"] * 0.9
+    assert np.all(np.diff(s.propensity.mean(0)) > 0)  # propensity grows with time
+    assert s.propensity_halves.shape == (2, 200, 5)
+    assert np.allclose(s.propensity_halves.mean(0), s.propensity, rtol=1e-5)
+    assert s.epot_is.mean() < ka.particle_energies(s.positions, s.types, s.box).mean()
+    info = io.read_h5_info(out)
+    assert info["provenance"]["config"]["seed"] == 11 and info["provenance"]["wall_time_s"] > 0
+    assert info["meta"]["equilibration_taus_measured"] >= 10
+
+
+def test_generate_is_reproducible_and_resumes_after_an_interruption(tiny_run, tmp_path, monkeypatch):
+    cfg, reference = tiny_run
+    out = tmp_path / "resumed.h5"
+    calls = {"n": 0}
+    original = io.write_h5
+
+    def interrupt_after_first_config(path, snaps, provenance=None):
+        original(path, snaps, provenance)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C after configuration 0
+
+    monkeypatch.setattr(io, "write_h5", interrupt_after_first_config)
+    with pytest.raises(KeyboardInterrupt):
+        simulate.generate(cfg, out, progress=False)
+    assert (out.with_name(out.name + ".parts") / "config_00000.h5").exists() and not out.exists()
+    monkeypatch.setattr(io, "write_h5", original)
+    simulate.generate(cfg, out, progress=False)
+    for a, b in zip(io.read_h5(reference), io.read_h5(out)):
+        assert np.array_equal(a.positions, b.positions)
+        assert np.array_equal(a.propensity, b.propensity)
+        assert np.array_equal(a.positions_is, b.positions_is)
+
+
+def test_generate_refuses_another_config_on_unfinished_parts(tmp_path):
+    cfg = simulate.SimulationConfig(temperature=1.2, n_particles=200, n_configs=1, replicas=2)
+    parts = tmp_path / "x.h5.parts"
+    parts.mkdir()
+    (parts / "state.json").write_text('{"config": {"temperature": 0.5}}')
+    with pytest.raises(ValueError, match="another configuration"):
+        simulate.generate(cfg, tmp_path / "x.h5", progress=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(replicas=3), "even"),
+    (dict(n_particles=100), "too small"),
+    (dict(temperature=-1.0), "positive"),
+])
+def test_config_refuses_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        simulate.SimulationConfig(**{"temperature": 0.64, **kwargs})
