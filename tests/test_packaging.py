@@ -16,7 +16,9 @@ if "google.colab" in sys.modules:
     import subprocess
     subprocess.run(["git", "clone", "--depth", "1", "https://github.com/glasslab-course/glasslab", "/content/glasslab"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/glasslab[sim]"], check=True)
-    sys.path.insert(0, "/content/glasslab")'''
+    sys.path.insert(0, "/content/glasslab")
+    from google.colab import output
+    output.enable_custom_widget_manager()  # ipywidgets 8 widgets (the 3D viewers) in Colab'''
 
 
 def _name(requirement: str) -> str:
@@ -34,7 +36,7 @@ def test_environment_yml_lists_the_pyproject_dependencies():
         wanted |= {_name(r) for r in extra}
     env_text = (ROOT / "environment.yml").read_text()
     listed = set()
-    for line in env_text.splitlines():
+    for line in env_text.split("dependencies:", 1)[1].splitlines():
         m = re.match(r"\s*-\s+([A-Za-z0-9_.\-]+)", line)
         if m and m.group(1) not in ("pip", "python", "-e"):
             listed.add(_name(m.group(1)))
