@@ -43,7 +43,8 @@ class TrainConfig:
 
     Attributes:
         name: the run's name (its folder is ``<out_root>/<name>``).
-        data: data files (glasslab ``.h5``, Bapst pickles or GlassBench ``.npz``).
+        data: data files (glasslab ``.h5``, Bapst pickles or GlassBench ``.npz``); glob
+            patterns are expanded (sorted), so ``"~/bapst/T0.44/*.pickle"`` works.
         model: ``"se3"`` (SE3GNN) or ``"bapst"`` (BapstGNN); ``model_kwargs`` go to its
             constructor (``out_dim`` is set from ``timescales``).
         timescales: indices of the label columns to fit (None: all K).
@@ -154,9 +155,26 @@ def head_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 # --------------------------------------------------------------------------- data
 
+def expand_paths(entries) -> list[str]:
+    """Data entries as files: ``~`` expanded, glob patterns (``*``, ``?``, ``[``) sorted."""
+    import glob
+
+    files = []
+    for entry in entries:
+        entry = os.path.expanduser(str(entry))
+        if any(ch in entry for ch in "*?["):
+            matched = sorted(glob.glob(entry))
+            if not matched:
+                raise ValueError(f"no file matches {entry!r}")
+            files += matched
+        else:
+            files.append(entry)
+    return files
+
+
 def _load(paths, cfg: TrainConfig):
     graphs = []
-    for p in paths:
+    for p in expand_paths(paths):
         graphs += load_graphs(p, cutoff=cfg.cutoff, positions=cfg.positions, node_scalars=cfg.node_scalars,
                               temperature=cfg.temperature, progress=False)
     if not graphs:
@@ -248,6 +266,14 @@ def _file_digest(path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
+
+
+def _digests(files, limit: int = 20) -> dict:
+    """SHA-256 prefixes of the data files (of the first ``limit``, for large public datasets)."""
+    out = {p: _file_digest(p) for p in files[:limit]}
+    if len(files) > limit:
+        out["..."] = f"{len(files) - limit} more files not hashed"
+    return out
 
 
 def _save(path, state: dict) -> None:
@@ -368,7 +394,7 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         "split_indices": splits.indices, "times": splits.train[0].times[0].tolist(),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stop_reason,
         "wall_time_s": round(state["wall"], 1), "hardware": hardware(), "device": str(device),
-        "data_sha256": {p: _file_digest(p) for p in cfg.data + (cfg.test_data or [])},
+        "data_sha256": _digests(expand_paths(cfg.data + (cfg.test_data or []))),
         "glasslab_commit": _git_commit(),
     })
     best["metadata"] = {k: results[k] for k in ("name", "times", "test", "split_sizes", "hardware", "wall_time_s")}

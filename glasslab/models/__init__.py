@@ -1,0 +1,21 @@
+"""Models mapping a particle graph to per-particle predictions (num_nodes, K).
+
+:class:`BapstGNN` is the message-passing baseline of Bapst et al. (2020);
+:class:`SE3GNN` the SE(3)-equivariant network of Pezzicoli, Charpiat and Landes (2022).
+"""
+
+from glasslab.models.bapst import BapstGNN, GraphNetworkBlock
+from glasslab.models.blocks import BesselBasis, count_parameters, mlp
+from glasslab.models.se3 import EquivariantConvolution, SE3GNN, irrep_invariants, so3_irreps
+
+__all__ = [
+    "BapstGNN",
+    "BesselBasis",
+    "EquivariantConvolution",
+    "GraphNetworkBlock",
+    "SE3GNN",
+    "count_parameters",
+    "irrep_invariants",
+    "mlp",
+    "so3_irreps",
+]

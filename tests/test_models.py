@@ -1,0 +1,306 @@
+"""Tests of glasslab.models: parameter counts of the papers, symmetries, batching, augmentation."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
+
+from glasslab import ka
+from glasslab.graph import build_graph
+from glasslab.models import BapstGNN, BesselBasis, SE3GNN, count_parameters, irrep_invariants, mlp
+from glasslab.symmetry import RandomRotation, random_rotation, rotate_graph
+
+CUTOFF = 2.0
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on two cores shared with other work, thread contention makes these
+    small graphs many times slower, without changing any result checked here."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def periodic_configuration(n: int, seed: int):
+    """``n`` uniform random positions in a cubic periodic box at the KA density, 20 % B particles."""
+    rng = np.random.default_rng(seed)
+    side = (n / ka.DENSITY) ** (1 / 3)
+    return rng.uniform(0.0, side, (n, 3)), (rng.random(n) < 0.2).astype(int), np.full(3, side)
+
+
+def periodic_graph(n: int = 100, seed: int = 0, dtype=torch.float64, **kwargs):
+    positions, types, box = periodic_configuration(n, seed)
+    return build_graph(positions, types, box=box, cutoff=CUTOFF, dtype=dtype, **kwargs)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.fixture(scope="module")
+def graph64():
+    return periodic_graph(100, seed=0)
+
+
+@pytest.fixture(scope="module")
+def se3_model64(graph64):
+    """The paper's SE3GNN in float64, eval mode, its batch-norm statistics set by two training-mode passes."""
+    with default_dtype(torch.float64):
+        torch.manual_seed(0)
+        model = SE3GNN()
+    with torch.no_grad():
+        for _ in range(2):
+            model(graph64)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def reference64(se3_model64, graph64):
+    """Hidden features of every layer and outputs of ``se3_model64`` on ``graph64``."""
+    with torch.no_grad():
+        return se3_model64.features(graph64), se3_model64(graph64)
+
+
+# --- parameter counts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("lmax", "expected"), [(0, 2657), (1, 5381), (2, 11633)])  # derivation: SE3GNN docstring
+def test_se3gnn_parameter_count(lmax, expected):
+    assert count_parameters(SE3GNN(lmax=lmax)) == expected  # lmax = 1: 5 381 in the paper's Table I
+
+
+def test_paper_model_parameters_match_table_i_and_appendix_a(se3_model64):
+    assert count_parameters(se3_model64) == 23177
+    first, second = se3_model64.convolutions[:2]
+    assert len(second.tensor_product.instructions) == 34 + 4  # 34 triplets on the hidden channels, 4 on the one-hot
+    assert second.tensor_product.weight_numel == 144 and first.tensor_product.weight_numel == 8
+    assert count_parameters(second.radial) == 2656 and count_parameters(first.radial) == 344
+    assert count_parameters(second.mix) == 576 and count_parameters(first.mix) == 32
+    assert [count_parameters(bn) for bn in se3_model64.batch_norms] == [20] * 8
+
+
+def test_bapst_parameter_count():
+    unused_edge_decoder = mlp([64, 64, 64], activate_final=True)
+    assert count_parameters(BapstGNN()) == 62401
+    assert count_parameters(BapstGNN()) + count_parameters(unused_edge_decoder) == 70721
+
+
+# --- forward passes --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lmax", [0, 2])
+def test_se3gnn_other_lmax_trains(lmax):
+    graph = periodic_graph(100, seed=1, dtype=torch.float32)
+    torch.manual_seed(0)
+    model = SE3GNN(lmax=lmax, n_layers=3)
+    out = model(graph)
+    assert out.shape == (graph.num_nodes, 1) and out.dtype == torch.float32
+    out.square().mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_several_timescales_and_node_scalars():
+    graph = periodic_graph(100, seed=2, dtype=torch.float32, node_scalars=np.linspace(-1.0, 1.0, 100))
+    model = SE3GNN(lmax=1, n_layers=2, out_dim=3, node_scalars=1).eval()
+    assert model(graph).shape == (100, 3)
+    assert BapstGNN(hidden=8, n_steps=1, out_dim=3)(graph).shape == (100, 3)
+    del graph.node_scalars
+    with pytest.raises(ValueError, match="node_scalars"):
+        model(graph)
+
+
+def test_head_is_the_final_linear_layer():
+    """``model.head`` (retrained alone in transfer learning) maps the last representation to the output."""
+    graph = periodic_graph(100, seed=6, dtype=torch.float32)
+    for model in (SE3GNN(lmax=1, n_layers=2, out_dim=2), BapstGNN(hidden=8, n_steps=1, out_dim=2)):
+        assert isinstance(model.head, torch.nn.Linear) and model.head.out_features == 2
+        with torch.no_grad():
+            model.head.weight.zero_()
+            model.head.bias.copy_(torch.tensor([1.5, -2.0]))
+            assert torch.equal(model.eval()(graph), torch.tensor([[1.5, -2.0]]).expand(100, 2))
+
+
+def test_batch_equals_single_graphs(se3_model64):
+    graphs = [periodic_graph(100, seed=3), periodic_graph(110, seed=4)]
+    bapst = BapstGNN(hidden=16, n_steps=2).double().eval()
+    for model in (se3_model64, bapst):
+        with torch.no_grad():
+            batched = model(Batch.from_data_list(graphs))
+            single = torch.cat([model(g) for g in graphs])
+        assert batched.dtype == torch.float64
+        assert relative_error(batched, single) < 1e-12
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    graph = periodic_graph(100, seed=5, dtype=torch.float32)
+    for model in (SE3GNN(lmax=1, n_layers=3).eval(), BapstGNN(hidden=16, n_steps=2).eval()):
+        with torch.no_grad():
+            cpu = model(graph)
+            cuda = model.cuda()(graph.cuda())
+        assert cuda.device.type == "cuda"
+        assert relative_error(cuda.cpu(), cpu) < 1e-4
+
+
+# --- symmetries ------------------------------------------------------------------------------
+
+
+def test_wigner_d_convention():
+    """e3nn 0.6: the l = 1 block of D_from_matrix(R) is R itself, and Y¹ ∝ (x, y, z)."""
+    rotation = random_rotation(torch.Generator().manual_seed(0))
+    vectors = torch.randn(10, 3, dtype=torch.float64)
+    with default_dtype(torch.float64):
+        assert torch.allclose(o3.Irreps("1e").D_from_matrix(rotation), rotation, atol=1e-12)
+        sh = o3.SphericalHarmonics("0e+1e+2e", normalize=True, normalization="component")
+        d = sh.irreps_out.D_from_matrix(rotation)
+    unit = vectors / vectors.norm(dim=1, keepdim=True)
+    assert torch.allclose(sh(vectors)[:, 1:4], 3**0.5 * unit, atol=1e-12)
+    assert torch.allclose(sh(vectors @ rotation.T), sh(vectors) @ d.T, atol=1e-12)
+
+
+def test_se3gnn_invariant_under_rotations(se3_model64, graph64, reference64):
+    _, out = reference64
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(2):
+        with torch.no_grad():
+            rotated = se3_model64(rotate_graph(graph64, random_rotation(generator)))
+        assert relative_error(rotated, out) < 1e-10
+
+
+def test_se3gnn_invariant_under_translations(se3_model64, reference64):
+    _, out = reference64
+    positions, types, box = periodic_configuration(100, seed=0)
+    shifted = build_graph(positions + np.array([0.7, -2.3, 11.1]), types, box=box, cutoff=CUTOFF, dtype=torch.float64)
+    with torch.no_grad():
+        assert relative_error(se3_model64(shifted), out) < 1e-10
+
+
+def test_se3gnn_permutation_equivariant(se3_model64, reference64):
+    _, out = reference64
+    positions, types, box = periodic_configuration(100, seed=0)
+    permutation = np.random.default_rng(1).permutation(100)
+    permuted = build_graph(positions[permutation], types[permutation], box=box, cutoff=CUTOFF, dtype=torch.float64)
+    with torch.no_grad():
+        assert relative_error(se3_model64(permuted), out[permutation]) < 1e-10
+
+
+def test_se3gnn_hidden_features_equivariant(se3_model64, graph64, reference64):
+    features, _ = reference64
+    rotation = random_rotation(torch.Generator().manual_seed(2))
+    with default_dtype(torch.float64):
+        d = se3_model64.irreps_hidden.D_from_matrix(rotation)
+    with torch.no_grad():
+        rotated = se3_model64.features(rotate_graph(graph64, rotation))
+    assert len(rotated) == len(features) == 8
+    for layer, (h, h_rotated) in enumerate(zip(features, rotated)):
+        assert relative_error(h_rotated, h @ d.T) < 1e-10, f"layer {layer}"
+        assert relative_error(h_rotated, h) > 1e-2, f"layer {layer} should hold non-scalar features"
+    with torch.no_grad():
+        invariants = se3_model64.invariants(graph64)
+    assert invariants.shape == (100, 16)
+    assert relative_error(irrep_invariants(rotated[-1], se3_model64.irreps_hidden), invariants) < 1e-10
+
+
+def test_bapst_not_rotation_invariant(graph64):
+    torch.manual_seed(0)
+    model = BapstGNN().double().eval()
+    rotation = random_rotation(torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = model(graph64)
+        rotated = model(rotate_graph(graph64, rotation))
+    assert relative_error(rotated, out) > 1e-3
+
+
+def film(seed: int, side: float = 12.0, thickness: float = 0.4):
+    """A thin film (open boundaries) of KA density lying in the xy plane, with a rotation-invariant
+    target: the standardised smooth coordination number y_i = Σ_j exp(−r_ij²)."""
+    rng = np.random.default_rng(seed)
+    n = int(ka.DENSITY * side * side * thickness)
+    positions = rng.uniform(0.0, 1.0, (n, 3)) * np.array([side, side, thickness])
+    graph = build_graph(positions, (rng.random(n) < 0.2).astype(int), cutoff=CUTOFF)
+    coordination = scatter(torch.exp(-graph.edge_vec.square().sum(-1)), graph.edge_index[1], dim=0, dim_size=n, reduce="sum")
+    graph.y = ((coordination - 1.3) / 0.75)[:, None]
+    return graph
+
+
+def test_rotation_augmentation_teaches_bapst_invariance():
+    """Films seen in one orientation only show edges nearly in the plane: without augmentation
+    the model never learns how out-of-plane edges act, so rotating a held-out film changes its
+    predictions much more than for the same model trained on randomly rotated films."""
+    train = [film(seed) for seed in range(4)]
+    held_out = [film(seed) for seed in range(100, 103)]
+
+    def trained(augment: bool) -> BapstGNN:
+        torch.manual_seed(0)
+        model = BapstGNN(hidden=16, n_steps=2)
+        optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+        augmentation = RandomRotation(seed=0)
+        for step in range(300):
+            graph = train[step % len(train)]
+            if augment:
+                graph = augmentation(graph)
+            loss = (model(graph) - graph.y).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model.eval()
+
+    def rotation_sensitivity(model: BapstGNN) -> float:
+        generator = torch.Generator().manual_seed(7)
+        changes = []
+        with torch.no_grad():
+            for graph in held_out:
+                out = model(graph)
+                for _ in range(4):
+                    rotated = model(rotate_graph(graph, random_rotation(generator, dtype=torch.float32)))
+                    changes.append(relative_error(rotated, out))
+        return float(np.mean(changes))
+
+    plain, augmented = trained(augment=False), trained(augment=True)
+    for model in (plain, augmented):
+        with torch.no_grad():
+            fit = torch.cat([model(g) - g.y for g in held_out]).square().mean()
+        assert fit < 0.2  # both learn the target in the orientation they were trained in
+    assert rotation_sensitivity(augmented) < 0.5 * rotation_sensitivity(plain)
+
+
+# --- pieces ----------------------------------------------------------------------------------
+
+
+def test_bessel_basis():
+    basis = BesselBasis(n_basis=10, cutoff=2.0).double()
+    r = torch.tensor([0.3, 1.1, 2.0], dtype=torch.float64)
+    n = torch.arange(1, 11, dtype=torch.float64)
+    expected = (2 / 2.0) ** 0.5 * torch.sin(n * torch.pi * r[:, None] / 2.0) / r[:, None]
+    values = basis(r)
+    assert values.shape == (3, 10)
+    assert torch.allclose(values, expected, atol=1e-14)
+    assert values[-1].abs().max() < 1e-14  # every function vanishes at the cutoff
+
+
+def test_invariants_have_finite_gradient_at_zero():
+    irreps = o3.Irreps("2x0e+2x1e")
+    h = torch.zeros(3, irreps.dim, requires_grad=True)
+    irrep_invariants(h, irreps).sum().backward()
+    assert torch.isfinite(h.grad).all()
+    assert torch.equal(h.grad[:, :2], torch.ones(3, 2))
