@@ -1,0 +1,150 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from glasslab import io, pretrained, train
+from glasslab.cli import main as cli
+from glasslab.graph import radius_graph
+
+TINY_SE3 = {"lmax": 1, "channels": 2, "n_layers": 2, "dropout": 0.0}
+
+
+def write_dataset(path, n_snap=9, n=120, seed=0, temperature=0.64):
+    """Snapshots whose 'propensity' is a structural function (the coordination number), learnable."""
+    rng = np.random.default_rng(seed)
+    box = np.full(3, (n / 1.2) ** (1 / 3))
+    snaps = []
+    for _ in range(n_snap):
+        x = rng.uniform(0, 1, (n, 3)) * box
+        types = (rng.random(n) < 0.2).astype(int)
+        ei, _ = radius_graph(x, 2.0, box=box)  # the graph cutoff: one convolution can count these
+        coord = np.bincount(ei[1], minlength=n).astype(float)
+        signal = coord / coord.mean()  # std ~ 0.25
+        y = np.stack([signal, 2.0 * signal + 0.1], axis=1)
+        halves = np.stack([y + 0.02 * rng.normal(size=y.shape), y + 0.02 * rng.normal(size=y.shape)])
+        snaps.append(io.Snapshot(x, types, box, temperature, times=[1.0, 10.0], propensity=halves.mean(0),
+                                 propensity_halves=halves))
+    return io.write_h5(path, snaps)
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLASSLAB_CACHE", str(tmp_path / "cache"))
+
+
+def config(path, **kw):
+    base = dict(name="tiny", data=[str(path)], model="se3", model_kwargs=TINY_SE3, epochs=4,
+                split=(0.6, 0.2, 0.2), patience=50, seed=3)
+    base.update(kw)
+    return train.TrainConfig(**base)
+
+
+def test_train_writes_a_complete_run_and_learns(tmp_path):
+    data = write_dataset(tmp_path / "d.h5")
+    results = train.train(config(data, epochs=12, lr=5e-3), out_root=tmp_path / "runs", progress=False)
+    run = tmp_path / "runs" / "tiny"
+    assert {p.name for p in run.iterdir()} >= {"config.json", "history.csv", "last.pt", "best.pt", "results.json"}
+    history = (run / "history.csv").read_text().splitlines()
+    assert len(history) == 13 and history[0].startswith("epoch,lr,train_loss,val_loss,val_rho_0,val_rho_1")
+    assert results["test"]["rho_pooled"][0] > 0.5  # a structural target is learnable
+    assert results["split_sizes"] == {"train": 7, "val": 1, "test": 1}
+    assert len(results["test"]["noise_ceiling"]) == 2 and results["test"]["noise_ceiling"][0] > 0.9
+    assert results["model_parameters"] == train.count_parameters(train.build_model("se3", 2, **TINY_SE3))
+    assert json.loads((run / "results.json").read_text())["epochs_run"] == 12
+
+
+def test_interrupted_training_resumes_to_the_same_result(tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "d.h5")
+    reference = train.train(config(data, name="ref"), out_root=tmp_path, progress=False)
+
+    calls = {"n": 0}
+    original = train._write_history
+
+    def interrupt_after_two_epochs(path, rows):
+        original(path, rows)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_write_history", interrupt_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(config(data, name="cut"), out_root=tmp_path, progress=False)
+    monkeypatch.setattr(train, "_write_history", original)
+    resumed = train.train(config(data, name="cut"), out_root=tmp_path, progress=False)
+    assert resumed["epochs_run"] == reference["epochs_run"] == 4
+    assert np.allclose(resumed["test"]["rho_pooled"], reference["test"]["rho_pooled"], atol=1e-6)
+    # every logged number but the wall clock agrees (multithreaded CPU sums differ in the last bits)
+    ref_hist = np.genfromtxt(tmp_path / "ref" / "history.csv", delimiter=",", names=True)
+    cut_hist = np.genfromtxt(tmp_path / "cut" / "history.csv", delimiter=",", names=True)
+    for column in ref_hist.dtype.names[:-1]:
+        assert np.allclose(ref_hist[column], cut_hist[column], rtol=1e-4, atol=1e-6), column
+
+
+def test_config_mismatch_early_stopping_and_bad_configs(tmp_path):
+    data = write_dataset(tmp_path / "d.h5")
+    train.train(config(data, epochs=1), out_root=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="another config"):
+        train.train(config(data, epochs=2, lr=0.5), out_root=tmp_path, progress=False)
+    stopped = train.train(config(data, name="es", epochs=30, patience=1, lr=0.3), out_root=tmp_path, progress=False)
+    assert stopped["epochs_run"] < 30 and stopped["stopped_by"].startswith("early stopping")
+    with pytest.raises(ValueError, match="unknown model"):
+        config(data, model="transformer")
+    with pytest.raises(ValueError, match="init_from"):
+        config(data, train_only_head=True)
+    with pytest.raises(ValueError, match="out of range"):
+        train.train(config(data, name="k", timescales=[5]), out_root=tmp_path, progress=False)
+
+
+def test_transfer_retrains_only_the_head_and_evaluate(tmp_path):
+    source = write_dataset(tmp_path / "a.h5", seed=1)
+    target = write_dataset(tmp_path / "b.h5", seed=2, temperature=0.8)
+    train.train(config(source, name="src"), out_root=tmp_path, progress=False)
+    ckpt = tmp_path / "src" / "best.pt"
+    before = torch.load(ckpt, weights_only=True)["model"]
+    out = train.train(config(target, name="head", init_from=str(ckpt), train_only_head=True, epochs=3),
+                      out_root=tmp_path, progress=False)
+    after = torch.load(tmp_path / "head" / "best.pt", weights_only=True)["model"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("head.") for k in changed)
+    assert len(out["test"]["rho_pooled"]) == 2
+    direct = train.evaluate(ckpt, target, device="cpu")
+    assert direct["test"]["n_snapshots"] == 9 and len(direct["test"]["rho_over_ceiling"]) == 2
+
+
+def test_bapst_trains_with_rotation_augmentation_by_default(tmp_path):
+    data = write_dataset(tmp_path / "d.h5", n_snap=5)
+    res = train.train(config(data, name="bapst", model="bapst", model_kwargs={"hidden": 8, "n_steps": 1}, epochs=2),
+                      out_root=tmp_path, progress=False)
+    assert res["config"]["rotation_augmentation"] is None and res["epochs_run"] == 2
+
+
+def test_publish_and_load_pretrained(tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "d.h5")
+    train.train(config(data, epochs=2), out_root=tmp_path / "runs", progress=False)
+    monkeypatch.setenv("GLASSLAB_DATA", str(tmp_path / "shipped"))
+    assert pretrained.available() == []
+    pretrained.publish(tmp_path / "runs" / "tiny", "tiny_se3")
+    assert pretrained.available() == ["tiny_se3"]
+    model = pretrained.load("tiny_se3")
+    assert not model.training and model.metadata["times"] == [1.0, 10.0]
+    assert model.metadata["results"]["name"] == "tiny"
+    with pytest.raises(ValueError, match="no pretrained model"):
+        pretrained.load("missing")
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    data = write_dataset(tmp_path / "d.h5", n_snap=5)
+    cfg = tmp_path / "cli_run.toml"
+    cfg.write_text(f'data = ["{data}"]\nmodel = "se3"\nepochs = 1\nsplit = [0.6, 0.2, 0.2]\n'
+                   '[model_kwargs]\nlmax = 0\nchannels = 2\nn_layers = 1\n')
+    assert cli(["train", str(cfg), "--out", str(tmp_path / "runs"), "--device", "cpu"]) == 0
+    assert "test rho per timescale" in capsys.readouterr().out
+    assert cli(["evaluate", str(tmp_path / "runs" / "cli_run" / "best.pt"), str(data), "--device", "cpu",
+                "--out", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["test"]["n_snapshots"] == 5
+    bad = tmp_path / "bad.toml"
+    bad.write_text('data = ["x.h5"]\nmodle = "se3"\n')
+    assert cli(["train", str(bad)]) == 2
+    assert "unknown config keys" in capsys.readouterr().err
