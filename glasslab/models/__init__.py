@@ -7,10 +7,12 @@
 from glasslab.models.bapst import BapstGNN, GraphNetworkBlock
 from glasslab.models.blocks import BesselBasis, count_parameters, mlp
 from glasslab.models.se3 import EquivariantConvolution, SE3GNN, irrep_invariants, so3_irreps
+from glasslab.models.tensor_product import ChannelwiseTensorProduct
 
 __all__ = [
     "BapstGNN",
     "BesselBasis",
+    "ChannelwiseTensorProduct",
     "EquivariantConvolution",
     "GraphNetworkBlock",
     "SE3GNN",
