@@ -63,6 +63,19 @@ def _evaluate(args) -> None:
     print(text)
 
 
+def _ridge(args) -> None:
+    from glasslab._atomic import write_json
+    from glasslab.features import ridge_experiment
+    from glasslab.train import hardware
+
+    results = ridge_experiment(args.data, split_seed=args.split_seed, positions=args.positions,
+                               temperature=args.temperature)
+    results["hardware"] = hardware()
+    if args.out:
+        write_json(args.out, results)
+    print(f"ridge on {args.data}: test rho per timescale = {[round(r, 3) for r in results['test']['rho_pooled']]}")
+
+
 def _info(args) -> None:
     from glasslab import io
 
@@ -121,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("ridge", help="ridge regression on Boattini's expert descriptors (same split as the GNNs)")
+    p.add_argument("data", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--positions", choices=["thermal", "inherent"], default="thermal")
+    p.add_argument("--temperature", type=float, default=None)
+    p.set_defaults(func=_ridge)
 
     p = sub.add_parser("info", help="describe data files")
     p.add_argument("files", nargs="+", type=Path)

@@ -157,3 +157,35 @@ def relative_to_ceiling(rho, max_pearson):
     ``max_pearson`` comes from :func:`glasslab.analysis.noise_ceiling`.
     """
     return np.asarray(rho, dtype=float) / np.asarray(max_pearson, dtype=float)
+
+
+def report(preds, targets, masks=None, halves=None, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """The test metrics glasslab reports for any predictor, as JSON-ready lists per timescale.
+
+    Args:
+        preds, targets, masks: as in :func:`correlation` (one entry per snapshot).
+        halves: optional per-snapshot split-half propensities (2, N, K): adds the noise
+            ceiling (:func:`glasslab.analysis.noise_ceiling`) and ρ relative to it.
+
+    Returns a dict with ``rho_pooled``, ``rho_per_snapshot_mean``/``_std``, the bootstrap
+    interval of the pooled ρ (``bootstrap_low``/``_high``/``_std``), ``n_particles``,
+    ``n_snapshots`` and, with halves, ``noise_ceiling`` and ``rho_over_ceiling``.
+    """
+    from glasslab.analysis import noise_ceiling
+
+    preds, targets, masks = _stack(preds, targets, masks)
+    corr = correlation(preds, targets, masks)
+    boot = bootstrap_pearson(preds, targets, masks, n_resamples=n_bootstrap, seed=seed)
+    out = {
+        "rho_pooled": corr.pooled.tolist(),
+        "rho_per_snapshot_mean": corr.per_snapshot_mean.tolist(),
+        "rho_per_snapshot_std": corr.per_snapshot_std.tolist(),
+        "bootstrap_low": boot.low.tolist(), "bootstrap_high": boot.high.tolist(), "bootstrap_std": boot.std.tolist(),
+        "n_particles": int(sum(m.sum() for m in masks)), "n_snapshots": len(preds),
+    }
+    if halves is not None:
+        pooled = np.concatenate([np.asarray(h)[:, m] for h, m in zip(halves, masks)], axis=1)  # (2, M, K)
+        ceiling = noise_ceiling(pooled)
+        out["noise_ceiling"] = ceiling.max_pearson.tolist()
+        out["rho_over_ceiling"] = relative_to_ceiling(corr.pooled, ceiling.max_pearson).tolist()
+    return out

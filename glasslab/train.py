@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 
 from glasslab import metrics
 from glasslab._atomic import atomic_path, write_json
-from glasslab.analysis import noise_ceiling
 from glasslab.dataset import GlassDataset, load_graphs, split_indices
 from glasslab.paths import default_device
 from glasslab.symmetry import RandomRotation
@@ -413,26 +412,12 @@ def _checkpoint_payload(model, cfg, mean, std, splits, k, state) -> dict:
 
 
 def evaluate_graphs(model, graphs, mean, std, device, n_bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Test metrics of a model on graphs: pooled and per-snapshot ρ on A particles, a
-    bootstrap interval of the pooled ρ, and, when every graph carries split-half
-    propensities, the noise ceiling and ρ relative to it."""
+    """Test metrics of a model on graphs (:func:`glasslab.metrics.report`), with the noise
+    ceiling when every graph carries split-half propensities."""
     preds = predict(model, graphs, mean, std, device)
-    targets = [g.y.numpy() for g in graphs]
-    masks = [g.mask_a.numpy() for g in graphs]
-    corr = metrics.correlation(preds, targets, masks)
-    boot = metrics.bootstrap_pearson(preds, targets, masks, n_resamples=n_bootstrap, seed=seed)
-    test = {
-        "rho_pooled": corr.pooled.tolist(),
-        "rho_per_snapshot_mean": corr.per_snapshot_mean.tolist(),
-        "rho_per_snapshot_std": corr.per_snapshot_std.tolist(),
-        "bootstrap_low": boot.low.tolist(), "bootstrap_high": boot.high.tolist(), "bootstrap_std": boot.std.tolist(),
-        "n_particles": int(sum(m.sum() for m in masks)), "n_snapshots": len(graphs),
-    }
-    if all("y_halves" in g for g in graphs):
-        halves = np.concatenate([g.y_halves.numpy()[m] for g, m in zip(graphs, masks)])  # (M, 2, K)
-        ceiling = noise_ceiling(halves.transpose(1, 0, 2))
-        test["noise_ceiling"] = ceiling.max_pearson.tolist()
-        test["rho_over_ceiling"] = metrics.relative_to_ceiling(corr.pooled, ceiling.max_pearson).tolist()
+    halves = [g.y_halves.numpy().transpose(1, 0, 2) for g in graphs] if all("y_halves" in g for g in graphs) else None
+    test = metrics.report(preds, [g.y.numpy() for g in graphs], [g.mask_a.numpy() for g in graphs], halves,
+                          n_bootstrap=n_bootstrap, seed=seed)
     return {"test": test}
 
 

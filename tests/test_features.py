@@ -364,3 +364,26 @@ def test_bad_input_raises_clear_errors():
     model = F.RidgeBaseline().fit(x, y)
     with pytest.raises(ValueError, match="features"):
         model.predict(x[:, :-1])
+
+
+def test_ridge_experiment_on_a_small_file(tmp_path):
+    """End to end: descriptors on a box-limited grid, ridge on the train split, metrics on test."""
+    from glasslab import io
+    from glasslab.features import box_grid, radial_descriptors, ridge_experiment
+
+    rng = np.random.default_rng(0)
+    n, box = 300, np.full(3, (300 / 1.2) ** (1 / 3))
+    snaps = []
+    for _ in range(6):
+        x = rng.uniform(0, 1, (n, 3)) * box
+        types = (rng.random(n) < 0.2).astype(int)
+        g = radial_descriptors(x, types, box, [1.0, 1.5], 0.1)
+        y = np.stack([g[:, 0] + 0.1 * rng.normal(size=n), g[:, 1]], axis=1)
+        snaps.append(io.Snapshot(x, types, box, 0.64, times=[1.0, 2.0], propensity=y,
+                                 propensity_halves=np.stack([y, y + 0.01])))
+    path = io.write_h5(tmp_path / "s.h5", snaps)
+    grid = box_grid(box)
+    assert grid[0] == 1.0 and grid[-1] + 5 * 0.1 < box[0] / 2
+    res = ridge_experiment(path, l_values=[2, 4], n_levels=0, n_bootstrap=50, progress=False)
+    assert res["split_sizes"] == {"train": 3, "test": 1}
+    assert res["test"]["rho_pooled"][1] > 0.9 and len(res["test"]["noise_ceiling"]) == 2
