@@ -148,3 +148,15 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
     bad.write_text('data = ["x.h5"]\nmodle = "se3"\n')
     assert cli(["train", str(bad)]) == 2
     assert "unknown config keys" in capsys.readouterr().err
+
+
+def test_every_shipped_config_is_a_valid_train_config():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.toml"))
+    assert len(configs) >= 10
+    for path in configs:
+        cfg = train.TrainConfig.from_file(path)
+        assert cfg.model in train.MODELS and cfg.data, path
+        if cfg.model == "se3":
+            assert set(cfg.model_kwargs) <= {"lmax", "channels", "n_layers", "dropout", "node_scalars"}, path
