@@ -392,7 +392,7 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         "split_sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         "split_indices": splits.indices, "times": splits.train[0].times[0].tolist(),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stop_reason,
-        "wall_time_s": round(state["wall"], 1), "hardware": hardware(), "device": str(device),
+        "history": state["history"], "wall_time_s": round(state["wall"], 1), "hardware": hardware(), "device": str(device),
         "data_sha256": _digests(expand_paths(cfg.data + (cfg.test_data or []))),
         "glasslab_commit": _git_commit(),
     })

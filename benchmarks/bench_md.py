@@ -1,0 +1,113 @@
+"""MD throughput: one replica vs concurrent replicas on the same OpenMM platform, in the same run.
+
+The iso-configurational ensemble is R independent NVE runs from one configuration, so glasslab
+runs them concurrently (one single-thread OpenMM context per worker on a CPU, several contexts
+sharing a GPU). This benchmark measures particle-steps per second for
+
+- one replica alone (the reference),
+- ``W`` replicas run concurrently, one context each (what ``glasslab simulate`` does),
+- on a CPU, one replica on one context using all cores (OpenMM's own threading), for comparison,
+
+on a configuration of the shipped T = 0.64 data (N = 1000), or an N-particle lattice melt when
+the data are absent. Prints the throughputs and their ratios to the single replica, and the
+recorded wall time of generating each shipped set (from the files' provenance).
+
+    python benchmarks/bench_md.py [--platform CPU|CUDA] [--workers W] [--steps 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform as _platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from glasslab import io, ka, paths, simulate
+
+
+def initial_configuration(n_lattice: int = 1000):
+    path = paths.data_dir() / "ka3d_T0.64.h5"
+    if path.is_file():
+        snap = io.read_h5(path, indices=[0])[0]
+        return snap.positions, snap.types, snap.box, f"{path.name}, configuration 0"
+    side = (n_lattice / ka.DENSITY) ** (1 / 3)
+    m = int(np.ceil(n_lattice ** (1 / 3)))
+    grid = (np.stack(np.meshgrid(*[np.arange(m)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_lattice] + 0.5) * side / m
+    return grid, simulate.initial_types(n_lattice), np.full(3, side), "simple-cubic lattice (no shipped data)"
+
+
+def contexts(system, platform, count: int, threads: int = 1):
+    """``count`` (context, integrator) pairs; on a CPU each context uses ``threads`` threads."""
+    mm = simulate._openmm()
+    props = {"Threads": str(threads)} if platform.getName() == "CPU" else {}
+    pairs = []
+    for _ in range(count):
+        integrator = mm.VerletIntegrator(0.005)
+        pairs.append((mm.Context(system, integrator, platform, props), integrator))
+    return pairs
+
+
+def prepare(pairs, positions, temperature, seed):
+    rng = np.random.default_rng(seed)
+    for ctx, integ in pairs:
+        ctx.setPositions(positions)
+        ctx.setVelocities(simulate.maxwell_boltzmann(rng, len(positions), temperature))
+        integ.step(10)                                   # warm-up: kernels compiled, neighbour lists built
+
+
+def throughput(pairs, steps: int, n: int, pool: ThreadPoolExecutor | None) -> float:
+    """Particle-steps per second of running every (context, integrator) in ``pairs`` for ``steps``."""
+    start = time.perf_counter()
+    if pool is None:
+        for _, integ in pairs:
+            integ.step(steps)
+    else:
+        list(pool.map(lambda pair: pair[1].step(steps), pairs))
+    for ctx, _ in pairs:
+        ctx.getState(getEnergy=True)                     # wait for asynchronous (GPU) work
+    return len(pairs) * steps * n / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--platform", default=None, help="OpenMM platform (default: CUDA if present, else CPU)")
+    parser.add_argument("--workers", type=int, default=None, help="concurrent replicas (default: cores, or 8 on a GPU)")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--temperature", type=float, default=0.64)
+    args = parser.parse_args()
+
+    positions, types, box, source = initial_configuration()
+    n = len(positions)
+    platform = simulate.available_platform(args.platform)
+    on_cpu = platform.getName() == "CPU"
+    workers = args.workers or ((os.cpu_count() or 1) if on_cpu else 8)
+    system = simulate.make_system(types, box)
+    print(f"OpenMM {platform.getName()} platform; N = {n} ({source}); {args.steps} steps of dt = 0.005; "
+          f"{os.cpu_count()} CPU cores ({_platform.processor() or _platform.machine()})")
+
+    single = contexts(system, platform, 1)
+    concurrent = contexts(system, platform, workers)
+    prepare(single + concurrent, positions, args.temperature, seed=0)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        ref = throughput(single, args.steps, n, None)
+        rate = throughput(concurrent, args.steps, n, pool)
+    print(f"one replica:                  {ref:12.4g} particle-steps/s  (reference)")
+    print(f"{workers} concurrent replicas:        {rate:12.4g} particle-steps/s  ratio {rate / ref:.2f}")
+    if on_cpu and (os.cpu_count() or 1) > 1:
+        threaded = contexts(system, platform, 1, threads=os.cpu_count())
+        prepare(threaded, positions, args.temperature, seed=1)
+        rate_threaded = throughput(threaded, args.steps, n, None)
+        print(f"one replica, {os.cpu_count()} OpenMM threads:  {rate_threaded:12.4g} particle-steps/s  "
+              f"ratio {rate_threaded / ref:.2f}")
+
+    for path in sorted(paths.data_dir().glob("ka3d_T*.h5")):
+        prov = io.read_h5_info(path).get("provenance", {})
+        if "wall_time_s" in prov:
+            print(f"{path.name}: generated in {prov['wall_time_s'] / 3600:.2f} h on {prov.get('hardware', '?')}")
+
+
+if __name__ == "__main__":
+    main()

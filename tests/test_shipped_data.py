@@ -1,0 +1,124 @@
+"""Physical validation of the shipped datasets and the shipped pretrained models (data/)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import glasslab
+from glasslab import analysis, io, ka, pretrained
+from glasslab.dataset import snapshot_to_graph
+from glasslab.train import evaluate_graphs
+
+DATA = glasslab.data_dir()
+MAIN = DATA / "ka3d_T0.64.h5"
+HOT = DATA / "ka3d_T0.80.h5"
+RELAXATION = DATA / "ka3d_relaxation.h5"
+GLASSBENCH_TAU = {0.64: 16.5, 0.56: 52.0, 0.50: 217.0}   # GlassBench's published τ_α (KA, N = 4096)
+
+
+@pytest.fixture(scope="module")
+def main_snapshots():
+    return io.read_h5(MAIN)
+
+
+@pytest.fixture(scope="module")
+def relaxation():
+    return io.read_relaxation(RELAXATION)
+
+
+def test_shipped_files_have_the_promised_size_and_labels(main_snapshots):
+    info = io.read_h5_info(MAIN)
+    cfg = info["provenance"]["config"]
+    tau = info["meta"]["tau_alpha"]
+    assert len(main_snapshots) >= 64 and main_snapshots[0].num_particles >= 1000
+    assert cfg["replicas"] >= 16 and cfg["density"] == ka.DENSITY
+    times = main_snapshots[0].times
+    assert times[0] == pytest.approx(0.1) and times[-1] >= 3 * tau
+    assert np.all(np.diff(times / times[0]) > 0) and np.allclose(np.diff(np.log(times)), np.log(times[1] / times[0]), rtol=0.05)
+    for s in main_snapshots:
+        assert s.positions_is is not None and s.epot_is is not None and s.propensity_halves is not None
+    assert io.read_h5_info(HOT)["temperature"] == pytest.approx(0.80)
+    total = sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file())
+    assert total <= 40 * 2**20, f"data/ holds {total / 2**20:.1f} MB, more than the 40 MB budget"
+
+
+def test_partial_g_aa_has_the_kob_andersen_first_shell(main_snapshots):
+    snaps = main_snapshots[:16]
+    r, g = analysis.radial_distribution(np.stack([s.positions for s in snaps]), snaps[0].box, snaps[0].types,
+                                        pair=(ka.TYPE_A, ka.TYPE_A), r_max=3.0, n_bins=200)
+    peak, minimum = analysis.first_peak_and_minimum(r, g)
+    assert 1.05 <= peak <= 1.10
+    assert 1.40 <= minimum <= 1.50
+
+
+def test_inherent_structures_are_lower_in_energy_than_the_thermal_states(main_snapshots):
+    for s in main_snapshots[:4]:
+        e_thermal = ka.particle_energies(s.positions, s.types, s.box).mean()
+        e_is = s.epot_is.mean()
+        assert -7.9 < e_is < -7.3                          # KA inherent structures near T = 0.64: e_IS ≈ -7.6
+        assert e_is < e_thermal - 0.5                      # minimisation removes the potential part of kT
+        assert e_is == pytest.approx(ka.particle_energies(s.positions_is, s.types, s.box).mean(), abs=1e-9)
+
+
+def test_tau_alpha_grows_monotonically_on_cooling_and_files_agree(relaxation):
+    temps = np.array([rec.temperature for rec in relaxation])
+    taus = np.array([rec.tau_alpha for rec in relaxation])
+    order = np.argsort(-temps)
+    assert temps[order][0] == pytest.approx(2.0) and temps[order][-1] <= 0.64 + 1e-9
+    assert np.all(np.diff(taus[order]) > 0), dict(zip(temps[order], taus[order]))
+    for path in (MAIN, HOT):
+        info = io.read_h5_info(path)
+        from_study = taus[np.argmin(abs(temps - info["temperature"]))]
+        assert info["meta"]["tau_alpha"] == pytest.approx(from_study, rel=0.25)
+
+
+@pytest.mark.xfail(strict=True, reason="glasslab's KA τ_α is about 1.8x shorter than GlassBench's at T = 0.64 "
+                   "(7.7 vs 16.5), though forces, energy, temperature and density are verified exactly; see data/README.md")
+def test_tau_alpha_within_30_percent_of_glassbench():
+    tau = io.read_h5_info(MAIN)["meta"]["tau_alpha"]
+    assert tau == pytest.approx(GLASSBENCH_TAU[0.64], rel=0.30)
+
+
+def test_propensity_grows_with_time(main_snapshots):
+    for s in main_snapshots:
+        mean_a = s.propensity[s.types == ka.TYPE_A].mean(axis=0)
+        assert np.all(np.diff(mean_a) > 0)
+
+
+def test_noise_ceiling_per_timescale(main_snapshots):
+    halves = np.stack([s.propensity_halves for s in main_snapshots])
+    mask = np.stack([s.types == ka.TYPE_A for s in main_snapshots])
+    ceiling = analysis.noise_ceiling(halves, mask)
+    tau = main_snapshots[0].meta["tau_alpha"]
+    k_tau = int(np.argmin(abs(np.log(main_snapshots[0].times / tau))))
+    assert np.all((ceiling.split_half > 0) & (ceiling.max_pearson <= 1))
+    assert ceiling.max_pearson[k_tau] > 0.6
+    assert np.all(ceiling.max_pearson > ceiling.split_half)   # Spearman–Brown raises the half-ensemble value
+
+
+CORE_MODELS = ["ka064_bapst_s0", "ka064_se3_lmax0_s0", "ka064_se3_lmax1_s0", "ka064_se3_lmax2_s0", "ka064_se3_lmax3_s0"]
+
+
+def test_core_pretrained_models_are_shipped_with_their_results():
+    names = pretrained.available()
+    assert set(CORE_MODELS) <= set(names), sorted(set(CORE_MODELS) - set(names))
+    for name in names:
+        res = pretrained.results(name)
+        assert {"test", "times", "hardware", "wall_time_s", "config", "split_indices"} <= set(res)
+        assert len(res["test"]["rho_pooled"]) == len(res["times"])
+    assert pretrained.results("ka064_se3_lmax3_s0")["model_parameters"] == 23_177
+    assert pretrained.results("ka064_se3_lmax1_s0")["model_parameters"] == 5_381
+
+
+@pytest.mark.parametrize("name", ["ka064_se3_lmax1_s0", "ka064_se3_lmax0_s0"])
+def test_pretrained_model_reproduces_its_reported_test_correlation(name, main_snapshots):
+    model = pretrained.load(name)
+    meta = model.metadata
+    test_idx = meta["results"]["split_indices"]["test"]
+    graphs = [snapshot_to_graph(main_snapshots[i]) for i in test_idx]
+    with torch.no_grad():
+        again = evaluate_graphs(model, graphs, meta["target_mean"], meta["target_std"], "cpu")["test"]
+    assert np.allclose(again["rho_pooled"], meta["results"]["test"]["rho_pooled"], atol=1e-5)
+    assert json.loads(json.dumps(meta["results"]["config"]))["data"] == ["data/ka3d_T0.64.h5"]
