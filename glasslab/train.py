@@ -137,6 +137,17 @@ def _bapst(**kwargs):
 MODELS = {"se3": _se3, "bapst": _bapst}
 ROTATION_INVARIANT = {"se3": True, "bapst": False}
 
+RUN_LENGTH_FIELDS = ("epochs", "patience", "max_minutes")
+"""Config fields a resumed run may change: it can be extended or cut short (e.g. ``--epochs``
+equal to the epochs already run ends it and evaluates the best weights), nothing else."""
+
+
+def _same_run(old: dict, new: dict) -> bool:
+    def identity(cfg: dict) -> dict:
+        return {k: v for k, v in cfg.items() if k not in RUN_LENGTH_FIELDS}
+
+    return identity(old) == identity(new)
+
 
 def build_model(name: str, out_dim: int, **kwargs) -> torch.nn.Module:
     """A model of the registry: ``"se3"`` or ``"bapst"`` with ``out_dim`` outputs."""
@@ -298,7 +309,7 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     out = Path(out_root) / cfg.name
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "config.json"
-    if config_file.exists() and json.loads(config_file.read_text()) != cfg.to_dict():
+    if config_file.exists() and not _same_run(json.loads(config_file.read_text()), cfg.to_dict()):
         raise ValueError(f"{out}: holds a run with another config; choose another name or delete the folder")
     write_json(config_file, cfg.to_dict())
     device = torch.device(device) if device is not None else default_device()

@@ -87,6 +87,8 @@ def test_config_mismatch_early_stopping_and_bad_configs(tmp_path):
     train.train(config(data, epochs=1), out_root=tmp_path, progress=False)
     with pytest.raises(ValueError, match="another config"):
         train.train(config(data, epochs=2, lr=0.5), out_root=tmp_path, progress=False)
+    extended = train.train(config(data, epochs=2), out_root=tmp_path, progress=False)   # a run may be extended
+    assert extended["epochs_run"] == 2 and len(extended["history"]) == 2
     stopped = train.train(config(data, name="es", epochs=30, patience=1, lr=0.3), out_root=tmp_path, progress=False)
     assert stopped["epochs_run"] < 30 and stopped["stopped_by"].startswith("early stopping")
     with pytest.raises(ValueError, match="unknown model"):
