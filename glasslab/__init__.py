@@ -11,6 +11,7 @@ Modules (one job each): :mod:`glasslab.ka` (Kob–Andersen constants), :mod:`gla
 
 __version__ = "0.1.0"
 
+from glasslab import pretrained  # noqa: E402  (light: torch is imported only when a model is loaded)
 from glasslab.paths import data_dir, default_device  # noqa: E402
 
-__all__ = ["__version__", "data_dir", "default_device"]
+__all__ = ["__version__", "data_dir", "default_device", "pretrained"]
