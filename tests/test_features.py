@@ -1,5 +1,6 @@
 """Expert descriptors against direct double loops, their symmetries, and the ridge baseline."""
 
+import freud
 import numpy as np
 import pytest
 import scipy.special
@@ -219,7 +220,6 @@ def test_fcc_first_shell_gives_steinhardt_values():
 
 
 def test_matches_freud_weighted_steinhardt():
-    freud = pytest.importorskip("freud")
     pos, types = random_config(7, unwrap=False)
     r0, delta, cutoff = 1.3, 0.25, 2.5
     ei, vec = radius_graph(pos, cutoff, box=BOX)
