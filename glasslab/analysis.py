@@ -78,10 +78,10 @@ def first_peak_and_minimum(r, g, smooth: int = 5):
 
 
 def structure_factor(positions, box, types=None, species=None, q_max: float = 15.0, n_bins: int = 120):
-    """Static structure factor S(q) = <|Σ_j exp(i q·x_j)|²> / N_s on the box's wavevectors.
+    """Static structure factor S(q) = ``<|Σ_j exp(i q·x_j)|²> / N_s`` on the box's wavevectors.
 
     Computed directly on the reciprocal lattice q = 2π (n_x/L_x, n_y/L_y, n_z/L_z)
-    (no Fourier transform of a truncated g(r)), averaged over wavevectors in shells of |q|
+    (no Fourier transform of a truncated g(r)), averaged over wavevectors in shells of ``|q|``
     and over the snapshots in ``positions`` ((N, 3) or (S, N, 3)). ``species`` restricts
     the sum to one particle type (e.g. 0 for S_AA).
 
@@ -130,7 +130,7 @@ def self_intermediate_scattering(displacements, q: float = Q_PEAK, mask=None) ->
 
 
 def mean_squared_displacement(displacements, mask=None) -> np.ndarray:
-    """<|Δr|²> over the particles in ``mask``; ``displacements`` of shape (..., N, 3)."""
+    """``<|Δr|²>`` over the particles in ``mask``; ``displacements`` of shape (..., N, 3)."""
     d = np.asarray(displacements, dtype=float)
     m = _mask(d.shape[-2], mask)
     return (d[..., m, :] ** 2).sum(-1).mean(-1)

@@ -32,7 +32,7 @@ Spherical harmonics (one convention throughout, stated once here):
     Y_{l,-m} = √2 N_lm P_l^m(cos θ) sin(mφ) (m > 0), with P_l^m the Legendre function
     *without* the Condon–Shortley phase. They are a unitary change of basis of the complex
     ones within each l: Y_l^m = (-1)^m (Y_{lm} + i Y_{l,-m}) / √2 and
-    Y_l^{-m} = (Y_{lm} - i Y_{l,-m}) / √2 for m > 0. Hence Σ_m |q_lm|² and the invariant q_l
+    Y_l^{-m} = (Y_{lm} - i Y_{l,-m}) / √2 for m > 0. Hence ``Σ_m |q_lm|²`` and the invariant q_l
     are the same in both bases. Coefficients are stored per l with m = -l, ..., l
     (see :func:`lm_indices`). e3nn's ``o3.spherical_harmonics`` uses another real basis (other
     axis order and signs, an orthogonal change of basis within each l): with its default
@@ -535,7 +535,7 @@ def bond_order_coefficients(positions, box, l_values=DEFAULT_ANGULAR_L, r_values
 
 
 def bond_order_invariants(coefficients: np.ndarray, l_values) -> np.ndarray:
-    """q(l) = sqrt(4π/(2l+1) Σ_m |q_lm|²) from coefficients (..., M), real or complex basis.
+    """``q(l) = sqrt(4π/(2l+1) Σ_m |q_lm|²)`` from coefficients (..., M), real or complex basis.
 
     Returns (..., len(l_values)).
     """
@@ -553,7 +553,7 @@ def bond_order_invariants(coefficients: np.ndarray, l_values) -> np.ndarray:
 def bond_order_descriptors(positions, types, box, l_values=DEFAULT_ANGULAR_L, r_values=DEFAULT_ANGULAR_R,
                            delta: float = DEFAULT_ANGULAR_DELTA, basis: str = "real", n_types: int = 2,
                            cutoff: float | None = None) -> np.ndarray:
-    """Boattini's bond-order invariants q_i(l, r, δ) = sqrt(4π/(2l+1) Σ_m |q_i(l, m, r, δ)|²).
+    """Boattini's bond-order invariants ``q_i(l, r, δ) = sqrt(4π/(2l+1) Σ_m |q_i(l, m, r, δ)|²)``.
 
     The coefficients are those of :func:`bond_order_coefficients` (normalised by Z, all
     neighbours regardless of species; ``types`` is only validated, for a uniform signature).
