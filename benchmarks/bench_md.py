@@ -41,12 +41,10 @@ def initial_configuration(n_lattice: int = 1000):
 
 def contexts(system, platform, count: int, threads: int = 1):
     """``count`` (context, integrator) pairs; on a CPU each context uses ``threads`` threads."""
-    mm = simulate._openmm()
-    props = {"Threads": str(threads)} if platform.getName() == "CPU" else {}
     pairs = []
     for _ in range(count):
-        integrator = mm.VerletIntegrator(0.005)
-        pairs.append((mm.Context(system, integrator, platform, props), integrator))
+        integrator = simulate._openmm().VerletIntegrator(0.005)
+        pairs.append((simulate.make_context(system, integrator, platform, threads), integrator))
     return pairs
 
 

@@ -117,10 +117,11 @@ def available_platform(name: str | None = None):
     return mm.Platform.getPlatformByName(name)
 
 
-def make_context(system, integrator, platform):
-    """A context on ``platform``, single-threaded on CPU (see the module docstring)."""
+def make_context(system, integrator, platform, threads: int = 1):
+    """A context on ``platform``; on CPU it uses ``threads`` threads (1 by default: replicas run
+    concurrently instead, see the module docstring)."""
     mm = _openmm()
-    props = {"Threads": "1"} if platform.getName() == "CPU" else {}
+    props = {"Threads": str(threads)} if platform.getName() == "CPU" else {}
     return mm.Context(system, integrator, platform, props)
 
 

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from glasslab import metrics
 from glasslab._atomic import atomic_path, write_json
 from glasslab.dataset import GlassDataset, load_graphs, split_indices
+from glasslab.models.blocks import count_parameters
 from glasslab.paths import default_device
 from glasslab.symmetry import RandomRotation
 
@@ -411,10 +412,6 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     _save(out / "best.pt", best)
     write_json(out / "results.json", results)
     return results
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _checkpoint_payload(model, cfg, mean, std, splits, k, state) -> dict:

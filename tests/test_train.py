@@ -7,6 +7,7 @@ import torch
 from glasslab import io, pretrained, train
 from glasslab.cli import main as cli
 from glasslab.graph import radius_graph
+from glasslab.models import count_parameters
 
 TINY_SE3 = {"lmax": 1, "channels": 2, "n_layers": 2, "dropout": 0.0}
 
@@ -51,7 +52,7 @@ def test_train_writes_a_complete_run_and_learns(tmp_path):
     assert results["test"]["rho_pooled"][0] > 0.5  # a structural target is learnable
     assert results["split_sizes"] == {"train": 7, "val": 1, "test": 1}
     assert len(results["test"]["noise_ceiling"]) == 2 and results["test"]["noise_ceiling"][0] > 0.9
-    assert results["model_parameters"] == train.count_parameters(train.build_model("se3", 2, **TINY_SE3))
+    assert results["model_parameters"] == count_parameters(train.build_model("se3", 2, **TINY_SE3))
     assert json.loads((run / "results.json").read_text())["epochs_run"] == 12
 
 
