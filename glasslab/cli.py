@@ -69,7 +69,7 @@ def _ridge(args) -> None:
     from glasslab.train import hardware
 
     results = ridge_experiment(args.data, split_seed=args.split_seed, positions=args.positions,
-                               temperature=args.temperature)
+                               n_levels=args.levels, cv=args.cv or None, temperature=args.temperature)
     results["hardware"] = hardware()
     if args.out:
         write_json(args.out, results)
@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--positions", choices=["thermal", "inherent"], default="thermal")
+    p.add_argument("--levels", type=int, default=1, help="coarse-graining levels after level 0 (default 1)")
+    p.add_argument("--cv", type=int, default=4,
+                   help="folds of the cross-validation of α, grouped by snapshot (default 4); 0: leave-one-out")
     p.add_argument("--temperature", type=float, default=None)
     p.set_defaults(func=_ridge)
 

@@ -10,8 +10,9 @@ Descriptors (all per particle, rotation invariant, periodic boxes with the minim
 * :func:`coarse_grain`: the weighted average over neighbours, exp(-r/r_c) weights, self included.
 * :func:`expert_features`: the standard stack (radial + bond-order, then coarse-grained) for a
   :class:`glasslab.io.Snapshot`, with feature names.
-* :class:`RidgeBaseline`: StandardScaler -> optional PCA -> RidgeCV on those features,
-  one linear model per propensity timescale.
+* :class:`RidgeBaseline`: StandardScaler -> optional PCA -> ridge on those features, one
+  linear model (and one cross-validated penalty) per propensity timescale;
+  :class:`RidgePerTargetCV` does the cross-validation over folds grouped by snapshot.
 
 References:
     E. Boattini, F. Smallenburg, L. Filion, "Averaging local structure to predict the dynamic
@@ -69,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
+from sklearn.base import BaseEstimator, RegressorMixin
 
 from glasslab import ka
 from glasslab.graph import check_box, radius_graph
@@ -678,6 +680,51 @@ def expert_features(snapshot, radial_r=DEFAULT_RADIAL_R, radial_delta: float = D
 # --------------------------------------------------------------------------- ridge baseline
 
 
+class RidgePerTargetCV(RegressorMixin, BaseEstimator):
+    """Ridge regression with one penalty per target, chosen by cross-validation on given folds.
+
+    scikit-learn's RidgeCV picks one α per target only with leave-one-out, which leaks between
+    neighbouring particles of one snapshot (chapter 4); here the folds are given (e.g. grouped
+    by snapshot). Each fold's training set is centred and its Gram matrix diagonalised once,
+    which gives the weights of every α in closed form: w(α) = V (Λ + α)⁻¹ Vᵀ Xᵀ Y.
+    The final model is scikit-learn's Ridge with the chosen α per target, fitted on all rows.
+
+    Args:
+        alphas: (A,) positive penalties to try.
+        splits: list of (train_rows, validation_rows) index arrays.
+
+    Attributes (after ``fit``): ``alpha_`` (K,), ``cv_error_`` (A, K) summed validation squared errors.
+    """
+
+    def __init__(self, alphas, splits):
+        self.alphas = alphas
+        self.splits = splits
+
+    def fit(self, X, Y) -> "RidgePerTargetCV":
+        from sklearn.linear_model import Ridge
+
+        X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+        Y2 = Y[:, None] if Y.ndim == 1 else Y
+        alphas = np.asarray(self.alphas, dtype=np.float64)
+        err = np.zeros((len(alphas), Y2.shape[1]))
+        for train, val in self.splits:
+            mx, my = X[train].mean(0), Y2[train].mean(0)
+            xt = X[train] - mx
+            lam, v = np.linalg.eigh(xt.T @ xt)
+            b = v.T @ (xt.T @ (Y2[train] - my))
+            xv = (X[val] - mx) @ v
+            for i, a in enumerate(alphas):
+                pred = xv @ (b / (np.clip(lam, 0.0, None) + a)[:, None]) + my
+                err[i] += ((pred - Y2[val]) ** 2).sum(0)
+        self.cv_error_ = err
+        self.alpha_ = alphas[err.argmin(0)]
+        self.ridge_ = Ridge(alpha=self.alpha_ if Y.ndim > 1 else float(self.alpha_[0])).fit(X, Y)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return self.ridge_.predict(X)
+
+
 class RidgeBaseline:
     """Linear regression of propensity on expert features: StandardScaler -> [PCA] -> RidgeCV.
 
@@ -689,12 +736,12 @@ class RidgeBaseline:
         n_components: if given, project the standardised features on that many principal
             components first (the thesis' dimensionally reduced g_i(r)); None: no PCA.
         cv: None (default): efficient leave-one-out (generalised) cross-validation of
-            scikit-learn's RidgeCV, with **one α per timescale**. An int k: k-fold
-            cross-validation that keeps each snapshot in one fold (GroupKFold) when the
-            features are given as a list of snapshots, plain KFold otherwise; one α shared by
-            all timescales (scikit-learn's RidgeCV with ``cv``, R² score). Leave-one-out
-            mixes particles of one snapshot between train and validation; grouped k-fold
-            does not but costs k ridge fits per α.
+            scikit-learn's RidgeCV. An int k: k-fold cross-validation that keeps each
+            snapshot in one fold (GroupKFold; fewer folds if there are fewer snapshots) when
+            the features are given as a list of snapshots, plain KFold otherwise
+            (:class:`RidgePerTargetCV`). Either way **one α per timescale**, the one of least
+            validation squared error. Leave-one-out mixes particles of one snapshot between
+            train and validation; grouped k-fold does not.
         train_type: species used for fitting and scoring (``ka.TYPE_A``); None: all particles.
         seed: random state of the PCA (randomised SVD for large inputs).
 
@@ -791,11 +838,12 @@ class RidgeBaseline:
         if self.cv is None:
             ridge = RidgeCV(alphas=self.alphas, alpha_per_target=True)
         else:
-            if is_list and len(np.unique(groups)) >= self.cv:
-                splits = list(GroupKFold(n_splits=self.cv).split(X, Y, groups))
+            n_groups = len(np.unique(groups))
+            if is_list and n_groups >= 2:
+                splits = list(GroupKFold(n_splits=min(self.cv, n_groups)).split(X, Y, groups))
             else:
                 splits = list(KFold(n_splits=self.cv, shuffle=True, random_state=self.seed).split(X))
-            ridge = RidgeCV(alphas=self.alphas, cv=splits)
+            ridge = RidgePerTargetCV(alphas=self.alphas, splits=splits)
         self.model_ = make_pipeline(*steps, ridge).fit(X, Y)
         self.n_features_in_ = X.shape[1]
         self.n_targets_ = Y.shape[1]
@@ -849,16 +897,16 @@ def box_grid(box, delta: float = DEFAULT_RADIAL_DELTA, r_max: float = 5.0, step:
 
 
 def ridge_experiment(path, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), positions: str = "thermal",
-                     l_values=DEFAULT_ANGULAR_L, n_levels: int = 1, n_bootstrap: int = 1000,
+                     l_values=DEFAULT_ANGULAR_L, n_levels: int = 1, cv: int | None = 4, n_bootstrap: int = 1000,
                      temperature: float | None = None, progress: bool = True) -> dict:
     """Ridge regression on Boattini's descriptors, trained and tested on the same split as the GNNs.
 
     Descriptors: :func:`expert_features` with the radial and angular grids of :func:`box_grid`
     (the largest Boattini grid the periodic box allows), orders ``l_values`` and ``n_levels``
-    coarse-grainings. The ridge (:class:`RidgeBaseline`, leave-one-out α per timescale) is fitted
-    on the A particles of the training snapshots of :func:`glasslab.dataset.split_indices`
-    (validation snapshots unused) and reported on the test snapshots with
-    :func:`glasslab.metrics.report`.
+    coarse-grainings. The ridge (:class:`RidgeBaseline`, one α per timescale chosen by ``cv``-fold
+    cross-validation grouped by snapshot, or leave-one-out if ``cv`` is None) is fitted on the A
+    particles of the training snapshots of :func:`glasslab.dataset.split_indices` (validation
+    snapshots unused) and reported on the test snapshots with :func:`glasslab.metrics.report`.
     """
     import time
 
@@ -876,7 +924,7 @@ def ridge_experiment(path, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
     for i in tqdm(wanted, desc="expert features", disable=not progress):
         features[i], names = expert_features(snaps[i], radial_r=grid, angular_r=grid, l_values=l_values,
                                              n_levels=n_levels, positions=positions)
-    model = RidgeBaseline().fit([features[i] for i in train_idx], [snaps[i].propensity for i in train_idx],
+    model = RidgeBaseline(cv=cv).fit([features[i] for i in train_idx], [snaps[i].propensity for i in train_idx],
                                 [snaps[i].types for i in train_idx])
     preds = [model.predict(features[i]) for i in test_idx]
     halves = [snaps[i].propensity_halves for i in test_idx] if all(snaps[i].propensity_halves is not None for i in test_idx) else None
@@ -888,6 +936,7 @@ def ridge_experiment(path, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
         "descriptors": {"r_grid": [float(grid[0]), float(grid[-1]), len(grid)], "delta": DEFAULT_RADIAL_DELTA,
                         "l_values": [int(l) for l in l_values], "n_levels": n_levels, "r_c": DEFAULT_CG_RC,
                         "positions": positions},
+        "cv": "leave-one-out" if cv is None else f"{cv}-fold, grouped by snapshot",
         "split_sizes": {"train": len(train_idx), "test": len(test_idx)}, "split_seed": split_seed,
         "wall_time_s": round(time.time() - t0, 1),
     }

@@ -499,8 +499,11 @@ class Relaxation:
         tau_alpha: where F_s(q=7.25, t) of the A particles falls to 1/e.
         types: (N,) particle types; box: (3,) box edges.
         snapshots: (S, N, 3) equilibrium configurations (for g(r), S(q)).
-        curves: name -> (L,) arrays: ``msd_a``, ``fs_a``, ``chi4_a`` and the same for B.
-        meta: JSON-like metadata (equilibration record, wall time, ...).
+        curves: name -> (L,) arrays: ``msd_a``, ``fs_a``, ``overlap_a`` (self overlap Q(t),
+            threshold 0.3), ``chi4_a`` and the same for B (files before overlap was recorded
+            lack ``overlap_*``).
+        meta: JSON-like metadata (equilibration record, wall time, ``tau_overlap`` where
+            Q_A(t) = 1/e, ...).
         trajectory: optional (F, N, 3) unwrapped frames every ``trajectory_dt``.
     """
 

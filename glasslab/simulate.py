@@ -603,7 +603,7 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
                      n_origins: int = 24, n_snapshots: int = 8, equilibration_taus: float = 20.0,
                      trajectory_temperature: float | None = None, trajectory_frames: int = 60,
                      dt: float = 0.005, platform: str | None = None, progress: bool = True) -> Path:
-    """MSD, F_s(q, t), χ4(t), τ_α and structure snapshots over a range of temperatures.
+    """MSD, F_s(q, t), the self overlap Q(t), χ4(t), τ_α and structure snapshots over a range of temperatures.
 
     Temperatures are visited from hot to cold, each starting from the previous one's last
     configuration and equilibrated for at least ``equilibration_taus`` measured τ_α. The
@@ -647,7 +647,9 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
             for name, m in (("a", mask_a), ("b", ~mask_a)):
                 curves[f"msd_{name}"] = analysis.mean_squared_displacement(disp, mask=m).mean(1)
                 curves[f"fs_{name}"] = analysis.self_intermediate_scattering(disp, mask=m).mean(1)
-                curves[f"chi4_{name}"] = m.sum() * analysis.overlap(disp, mask=m).var(1)
+                overlap = analysis.overlap(disp, mask=m)  # (L, O)
+                curves[f"overlap_{name}"] = overlap.mean(1)
+                curves[f"chi4_{name}"] = m.sum() * overlap.var(1)
             lags = lag_steps * dt
             pick = np.linspace(0, len(wanted) - 1, n_snapshots).astype(int)
             snapshots = np.stack([np.mod(frames[int(wanted[k])], box) for k in pick])
@@ -655,6 +657,7 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
                 temperature=temperature, lags=lags, tau_alpha=analysis.tau_alpha(lags, curves["fs_a"]),
                 types=types, box=box, snapshots=snapshots, curves=curves,
                 meta={"equilibration": equil, "production_time": float(done * dt), "n_origins": n_origins,
+                      "tau_overlap": analysis.tau_alpha(lags, curves["overlap_a"]),
                       "wall_time_s": round(time.time() - t0, 1)},
             )
             if trajectory_temperature is not None and np.isclose(temperature, trajectory_temperature):

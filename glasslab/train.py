@@ -32,8 +32,9 @@ from tqdm.auto import tqdm
 from glasslab import metrics
 from glasslab._atomic import atomic_path, write_json
 from glasslab.dataset import GlassDataset, load_graphs, split_indices
+from glasslab.io import read_h5_info, sniff_format
 from glasslab.models.blocks import count_parameters
-from glasslab.paths import default_device
+from glasslab.paths import data_dir, default_device
 from glasslab.symmetry import RandomRotation
 
 
@@ -167,12 +168,22 @@ def head_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 # --------------------------------------------------------------------------- data
 
 def expand_paths(entries) -> list[str]:
-    """Data entries as files: ``~`` expanded, glob patterns (``*``, ``?``, ``[``) sorted."""
+    """Data entries as files: ``~`` expanded, glob patterns (``*``, ``?``, ``[``) sorted.
+
+    A relative ``data/...`` entry that does not exist from the working directory is looked up
+    in :func:`glasslab.data_dir`, so the shipped configs and checkpoints work from any folder.
+    """
     import glob
 
     files = []
     for entry in entries:
         entry = os.path.expanduser(str(entry))
+        shipped = Path(entry).parts[:1] == ("data",) and not Path(entry).is_absolute()
+        if shipped and not glob.glob(entry):
+            try:
+                entry = str(data_dir().joinpath(*Path(entry).parts[1:]))
+            except FileNotFoundError:
+                pass  # no data folder either: the reader names the missing file
         if any(ch in entry for ch in "*?["):
             matched = sorted(glob.glob(entry))
             if not matched:
@@ -416,13 +427,48 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
 
 def _checkpoint_payload(model, cfg, mean, std, splits, k, state) -> dict:
     return {"model": model.state_dict(), "config": cfg.to_dict(), "target_mean": mean, "target_std": std,
-            "out_dim": k, "epoch": state["epoch"], "times": splits.train[0].times[0].tolist()}
+            "out_dim": k, "epoch": state["epoch"], "times": splits.train[0].times[0].tolist(),
+            "tau_alpha": recorded_tau_alpha(expand_paths(cfg.data)[0])}
 
 
-def evaluate_graphs(model, graphs, mean, std, device, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+def recorded_tau_alpha(path) -> float | None:
+    """The τ_α (LJ time units) recorded in a glasslab ``.h5`` file; None for other formats or when absent."""
+    try:
+        if sniff_format(path) != "glasslab-h5":
+            return None
+        return read_h5_info(path)["meta"].get("tau_alpha")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def match_outputs(model_times, model_tau, data_times, data_tau) -> tuple[list[int], str]:
+    """For each label time of the data, the index of the model output to score against it.
+
+    glasslab's label times run from t = 0.1 to a multiple of τ_α, so at another temperature the
+    k-th label is not at the same t/τ_α as the k-th output. With both τ_α known, each label is
+    matched to the output nearest in log(t/τ_α) ("t/tau_alpha"); otherwise output k scores
+    label k ("index"), which needs as many outputs as labels.
+
+    Returns (indices, how).
+    """
+    model_times, data_times = np.asarray(model_times, float), np.asarray(data_times, float)
+    if model_tau and data_tau:
+        gap = np.log(data_times / data_tau)[:, None] - np.log(model_times / model_tau)[None, :]
+        return np.abs(gap).argmin(1).tolist(), "t/tau_alpha"
+    if len(model_times) != len(data_times):
+        raise ValueError(f"the model has {len(model_times)} outputs and the data {len(data_times)} label times, "
+                         "and without tau_alpha for both they cannot be matched")
+    return list(range(len(data_times))), "index"
+
+
+def evaluate_graphs(model, graphs, mean, std, device, n_bootstrap: int = 1000, seed: int = 0,
+                    outputs: list[int] | None = None) -> dict:
     """Test metrics of a model on graphs (:func:`glasslab.metrics.report`), with the noise
-    ceiling when every graph carries split-half propensities."""
+    ceiling when every graph carries split-half propensities. ``outputs[k]`` is the model
+    output scored against label k (default: output k)."""
     preds = predict(model, graphs, mean, std, device)
+    if outputs is not None:
+        preds = [p[:, outputs] for p in preds]
     halves = [g.y_halves.numpy().transpose(1, 0, 2) for g in graphs] if all("y_halves" in g for g in graphs) else None
     test = metrics.report(preds, [g.y.numpy() for g in graphs], [g.mask_a.numpy() for g in graphs], halves,
                           n_bootstrap=n_bootstrap, seed=seed)
@@ -439,13 +485,26 @@ def load_checkpoint(path, device="cpu"):
 
 
 def evaluate(checkpoint, data, temperature: float | None = None, device=None) -> dict:
-    """Metrics of a checkpoint on every snapshot of the files ``data`` (see evaluate_graphs)."""
+    """Metrics of a checkpoint on every snapshot of the files ``data`` (see evaluate_graphs).
+
+    Each label time of the data is scored against the output of the nearest t/τ_α when both
+    the training data and ``data`` record τ_α (glasslab ``.h5`` files), else by index (see
+    :func:`match_outputs`); the results list the ``outputs`` used and their ``output_times``.
+    """
     device = torch.device(device) if device is not None else default_device()
     model, ckpt = load_checkpoint(checkpoint, device)
     paths = [str(data)] if isinstance(data, (str, Path)) else [str(p) for p in data]
+    model_tau = ckpt.get("tau_alpha") or recorded_tau_alpha(expand_paths(ckpt["config"]["data"])[0])
+    data_tau = recorded_tau_alpha(expand_paths(paths)[0])
+    by_tau = bool(model_tau and data_tau)
     cfg = TrainConfig(**{**ckpt["config"], "data": paths, "test_data": None, "init_from": None,
-                         "train_only_head": False, "temperature": temperature})
+                         "train_only_head": False, "temperature": temperature,
+                         "timescales": None if by_tau else ckpt["config"]["timescales"]})
     graphs = _load(cfg.data, cfg)
-    results = evaluate_graphs(model, graphs, ckpt["target_mean"], ckpt["target_std"], device)
-    results.update({"checkpoint": str(checkpoint), "data": paths, "times": graphs[0].times[0].tolist()})
+    data_times = graphs[0].times[0].tolist()
+    outputs, matched_by = match_outputs(ckpt["times"], model_tau, data_times, data_tau)
+    results = evaluate_graphs(model, graphs, ckpt["target_mean"], ckpt["target_std"], device, outputs=outputs)
+    results.update({"checkpoint": str(checkpoint), "data": paths, "times": data_times,
+                    "outputs": outputs, "output_times": [ckpt["times"][k] for k in outputs], "matched_by": matched_by,
+                    "tau_alpha": {"model": model_tau, "data": data_tau}})
     return results

@@ -324,6 +324,23 @@ def test_ridge_on_snapshot_lists_fits_a_particles_only():
         assert isinstance(preds, list) and preds[0].shape == (200, 2)
 
 
+def test_ridge_per_target_cv_matches_scikit_learn_fold_by_fold():
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 8)) + 3.0
+    y = np.stack([x @ rng.normal(size=8) + 0.1 * rng.normal(size=300), rng.normal(size=300)], axis=1)
+    alphas = np.logspace(-3, 5, 9)
+    splits = list(KFold(4, shuffle=True, random_state=0).split(x))
+    model = F.RidgePerTargetCV(alphas, splits).fit(x, y)
+    brute = np.array([sum(((Ridge(alpha=a).fit(x[tr], y[tr]).predict(x[va]) - y[va]) ** 2).sum(0) for tr, va in splits)
+                      for a in alphas])
+    np.testing.assert_allclose(model.cv_error_, brute, rtol=1e-8)
+    assert model.alpha_[0] < 1.0 and model.alpha_[1] == alphas[-1]  # signal: little penalty; pure noise: the most
+    np.testing.assert_allclose(model.predict(x), Ridge(alpha=model.alpha_).fit(x, y).predict(x))
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -385,5 +402,7 @@ def test_ridge_experiment_on_a_small_file(tmp_path):
     grid = box_grid(box)
     assert grid[0] == 1.0 and grid[-1] + 5 * 0.1 < box[0] / 2
     res = ridge_experiment(path, l_values=[2, 4], n_levels=0, n_bootstrap=50, progress=False)
-    assert res["split_sizes"] == {"train": 3, "test": 1}
+    assert res["split_sizes"] == {"train": 3, "test": 1} and res["cv"] == "4-fold, grouped by snapshot"
+    loo = ridge_experiment(path, l_values=[2, 4], n_levels=0, cv=None, n_bootstrap=50, progress=False)
+    assert loo["cv"] == "leave-one-out" and loo["test"]["rho_pooled"][1] > 0.9
     assert res["test"]["rho_pooled"][1] > 0.9 and len(res["test"]["noise_ceiling"]) == 2

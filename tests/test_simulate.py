@@ -99,6 +99,20 @@ def test_inherent_structure_is_a_minimum():
     assert -8.0 < e_is.mean() < -7.0  # KA inherent-structure energies lie near -7.6 per particle
 
 
+def test_relaxation_study_records_correlation_functions(tmp_path):
+    out = simulate.relaxation_study([2.0, 1.5], tmp_path / "relax.h5", n_particles=200, seed=3, production_taus=12,
+                                    equilibration_taus=5, n_origins=8, progress=False)
+    records = {round(r.temperature, 3): r for r in io.read_relaxation(out)}
+    assert set(records) == {2.0, 1.5} and records[1.5].tau_alpha > records[2.0].tau_alpha
+    for r in records.values():
+        assert {"msd_a", "fs_a", "overlap_a", "chi4_a", "msd_b", "fs_b", "overlap_b", "chi4_b"} <= set(r.curves)
+        fs, q = r.curves["fs_a"], r.curves["overlap_a"]
+        assert fs[0] > 0.95 and q[0] > 0.95 and fs[-1] < np.exp(-1) and q[-1] < np.exp(-1)
+        assert np.all(np.diff(r.curves["msd_a"]) > 0)
+        # Q(t) counts particles that moved less than 0.3: a slower criterion than F_s at q = 7.25
+        assert r.meta["tau_overlap"] > r.tau_alpha
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     cfg = simulate.SimulationConfig(temperature=1.2, n_particles=200, n_configs=2, replicas=4, n_times=5,

@@ -12,7 +12,7 @@ from glasslab.models import count_parameters
 TINY_SE3 = {"lmax": 1, "channels": 2, "n_layers": 2, "dropout": 0.0}
 
 
-def write_dataset(path, n_snap=9, n=120, seed=0, temperature=0.64):
+def write_dataset(path, n_snap=9, n=120, seed=0, temperature=0.64, tau_alpha=None):
     """Snapshots whose 'propensity' is a structural function (the coordination number), learnable."""
     rng = np.random.default_rng(seed)
     box = np.full(3, (n / 1.2) ** (1 / 3))
@@ -26,7 +26,7 @@ def write_dataset(path, n_snap=9, n=120, seed=0, temperature=0.64):
         y = np.stack([signal, 2.0 * signal + 0.1], axis=1)
         halves = np.stack([y + 0.02 * rng.normal(size=y.shape), y + 0.02 * rng.normal(size=y.shape)])
         snaps.append(io.Snapshot(x, types, box, temperature, times=[1.0, 10.0], propensity=halves.mean(0),
-                                 propensity_halves=halves))
+                                 propensity_halves=halves, meta={} if tau_alpha is None else {"tau_alpha": tau_alpha}))
     return io.write_h5(path, snaps)
 
 
@@ -114,6 +114,38 @@ def test_transfer_retrains_only_the_head_and_evaluate(tmp_path):
     assert len(out["test"]["rho_pooled"]) == 2
     direct = train.evaluate(ckpt, target, device="cpu")
     assert direct["test"]["n_snapshots"] == 9 and len(direct["test"]["rho_over_ceiling"]) == 2
+    assert direct["matched_by"] == "index" and direct["outputs"] == [0, 1]
+
+
+def test_evaluate_matches_outputs_by_t_over_tau_alpha(tmp_path):
+    source = write_dataset(tmp_path / "a.h5", seed=1, tau_alpha=5.0)  # labels at t / tau = 0.2, 2
+    target = write_dataset(tmp_path / "b.h5", seed=2, temperature=0.8, tau_alpha=20.0)  # 0.05, 0.5
+    train.train(config(source, name="src", epochs=1), out_root=tmp_path, progress=False)
+    assert torch.load(tmp_path / "src" / "best.pt", weights_only=True)["tau_alpha"] == 5.0
+    direct = train.evaluate(tmp_path / "src" / "best.pt", target, device="cpu")
+    assert direct["matched_by"] == "t/tau_alpha" and direct["tau_alpha"] == {"model": 5.0, "data": 20.0}
+    assert direct["outputs"] == [0, 0] and direct["output_times"] == [1.0, 1.0]
+    same = train.evaluate(tmp_path / "src" / "best.pt", source, device="cpu")
+    assert same["outputs"] == [0, 1]
+
+
+def test_match_outputs():
+    assert train.match_outputs([0.1, 1, 10], 1.0, [0.1, 1, 10], 1.0) == ([0, 1, 2], "t/tau_alpha")
+    assert train.match_outputs([0.1, 1, 10], 1.0, [0.1, 1, 10], 10.0) == ([0, 0, 1], "t/tau_alpha")
+    assert train.match_outputs([0.1, 1], None, [5, 6], 2.0) == ([0, 1], "index")
+    with pytest.raises(ValueError, match="cannot be matched"):
+        train.match_outputs([0.1, 1, 10], None, [0.1, 1], None)
+
+
+def test_shipped_data_entries_resolve_from_any_folder(tmp_path, monkeypatch):
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / "x.h5").write_bytes(b"")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setenv("GLASSLAB_DATA", str(tmp_path / "shipped"))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert train.expand_paths(["data/x.h5"]) == [str(tmp_path / "shipped" / "x.h5")]
+    assert train.expand_paths(["data/*.h5"]) == [str(tmp_path / "shipped" / "x.h5")]
+    assert train.expand_paths(["other/x.h5"]) == ["other/x.h5"]
 
 
 def test_bapst_trains_with_rotation_augmentation_by_default(tmp_path):
