@@ -693,7 +693,8 @@ class RidgePerTargetCV(RegressorMixin, BaseEstimator):
         alphas: (A,) positive penalties to try.
         splits: list of (train_rows, validation_rows) index arrays.
 
-    Attributes (after ``fit``): ``alpha_`` (K,), ``cv_error_`` (A, K) summed validation squared errors.
+    Attributes (after ``fit``): ``alpha_`` (K,), ``cv_error_`` (A, K) summed validation squared
+    errors, ``coef_`` (K, F) and ``intercept_`` (K,) of the final fit.
     """
 
     def __init__(self, alphas, splits):
@@ -719,6 +720,7 @@ class RidgePerTargetCV(RegressorMixin, BaseEstimator):
         self.cv_error_ = err
         self.alpha_ = alphas[err.argmin(0)]
         self.ridge_ = Ridge(alpha=self.alpha_ if Y.ndim > 1 else float(self.alpha_[0])).fit(X, Y)
+        self.coef_, self.intercept_ = self.ridge_.coef_, self.ridge_.intercept_
         return self
 
     def predict(self, X) -> np.ndarray:
