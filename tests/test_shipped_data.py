@@ -76,11 +76,19 @@ def test_tau_alpha_grows_monotonically_on_cooling_and_files_agree(relaxation):
         assert info["meta"]["tau_alpha"] == pytest.approx(from_study, rel=0.40)
 
 
-@pytest.mark.xfail(strict=True, reason="glasslab's KA τ_α is about 2x shorter than GlassBench's at T = 0.64 "
-                   "(7.8 vs 16.5), though forces, energy, temperature and density are verified exactly; see data/README.md")
-def test_tau_alpha_within_30_percent_of_glassbench():
-    tau = io.read_h5_info(MAIN)["meta"]["tau_alpha"]
-    assert tau == pytest.approx(GLASSBENCH_TAU[0.64], rel=0.30)
+def test_relaxation_times_match_glassbench_with_the_overlap_definition(relaxation):
+    """GlassBench's τ_α match the time at which the self overlap Q_A(t) (a = 0.3) falls to 1/e,
+    within 30 %, at every temperature both cover; the course's τ_α (F_s(q = 7.25) = 1/e) is about
+    half of it. The definitions differ, not the dynamics (data/README.md)."""
+    compared = []
+    for rec in relaxation:
+        bench = GLASSBENCH_TAU.get(round(rec.temperature, 2))
+        if bench is not None:
+            tau_q = rec.meta["tau_overlap"]
+            compared.append((rec.temperature, rec.tau_alpha, tau_q, bench))
+            assert tau_q == pytest.approx(bench, rel=0.30), compared
+            assert 0.4 < rec.tau_alpha / tau_q < 0.75, compared
+    assert len(compared) >= 2, compared
 
 
 def test_propensity_grows_with_time(main_snapshots):
