@@ -35,16 +35,13 @@ def _relaxation(args) -> None:
 def _train(args) -> None:
     from glasslab.train import TrainConfig, train
 
+    import dataclasses
+
     cfg = TrainConfig.from_file(args.config)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("max_minutes", args.max_minutes)) if v is not None}
-    if overrides:
-        import dataclasses
-
-        cfg = dataclasses.replace(cfg, **overrides, name=args.name or cfg.name)
-    elif args.name:
-        import dataclasses
-
-        cfg = dataclasses.replace(cfg, name=args.name)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("max_minutes", args.max_minutes),
+                                   ("patience", args.patience), ("monitor", args.monitor), ("name", args.name))
+                 if v is not None}
+    cfg = dataclasses.replace(cfg, **overrides)
     results = train(cfg, out_root=args.out, device=args.device)
     rho = results["test"]["rho_pooled"]
     print(f"{cfg.name}: test rho per timescale (pooled, A particles) = {[round(r, 3) for r in rho]}")
@@ -124,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--monitor", choices=["val_loss", "val_rho"], default=None,
+                   help="validation score that selects the weights kept (default: the config's)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
     p.set_defaults(func=_train)
 

@@ -57,7 +57,11 @@ class TrainConfig:
         init_from: optional checkpoint to start from (transfer learning);
             ``train_only_head`` then freezes everything but the final linear layer.
         epochs, lr, betas, weight_decay, lr_milestones, lr_factor: the optimiser recipe.
-        patience: stop when the validation loss has not improved for this many epochs.
+        monitor: the validation score that picks the weights kept (``best.pt``) and drives early
+            stopping: ``"val_loss"`` (lowest; the paper's) or ``"val_rho"`` (highest mean pooled
+            validation ρ over the fitted timescales; the loss can rise while ρ improves when a
+            network's output scale is off).
+        patience: stop when the monitored score has not improved for this many epochs.
         rotation_augmentation: rotate training graphs randomly (default: only for models
             that are not rotation invariant by construction).
         max_minutes: wall-clock budget; training stops after the epoch that exceeds it.
@@ -85,6 +89,7 @@ class TrainConfig:
     lr_milestones: list[int] = dataclasses.field(default_factory=list)
     lr_factor: float = 0.5
     patience: int = 20
+    monitor: str = "val_loss"
     rotation_augmentation: bool | None = None
     max_minutes: float | None = None
     seed: int = 0
@@ -99,6 +104,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {sorted(MODELS)}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"unknown monitor {self.monitor!r}; choose from {MONITORS}")
         if self.train_only_head and not self.init_from:
             raise ValueError("train_only_head needs init_from (a checkpoint to start from)")
 
@@ -138,15 +145,17 @@ def _bapst(**kwargs):
 
 MODELS = {"se3": _se3, "bapst": _bapst}
 ROTATION_INVARIANT = {"se3": True, "bapst": False}
+MONITORS = ("val_loss", "val_rho")
 
-RUN_LENGTH_FIELDS = ("epochs", "patience", "max_minutes")
+RESUMABLE_CHANGES = ("epochs", "patience", "max_minutes", "monitor")
 """Config fields a resumed run may change: it can be extended or cut short (e.g. ``--epochs``
-equal to the epochs already run ends it and evaluates the best weights), nothing else."""
+equal to the epochs already run ends it and evaluates the best weights), and its monitor
+changed (the selection of the best weights then restarts at the resumed epoch); nothing else."""
 
 
 def _same_run(old: dict, new: dict) -> bool:
     def identity(cfg: dict) -> dict:
-        return {k: v for k, v in cfg.items() if k not in RUN_LENGTH_FIELDS}
+        return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
 
     return identity(old) == identity(new)
 
@@ -350,7 +359,8 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     train_set = GlassDataset(splits.train, RandomRotation(seed=cfg.seed) if augment else None)
     order_gen = torch.Generator().manual_seed(cfg.seed)
 
-    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "stale": 0, "history": [], "wall": 0.0}
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "stale": 0, "history": [], "wall": 0.0,
+             "monitor": cfg.monitor}
     last = out / "last.pt"
     if last.exists():
         ckpt = torch.load(last, map_location=device, weights_only=False)
@@ -362,6 +372,8 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         if train_set.transform is not None:
             train_set.transform.generator.set_state(ckpt["augment_rng"])
         state = ckpt["state"]
+        if state.get("monitor", "val_loss") != cfg.monitor:
+            state.update(best_val=float("inf"), stale=0, monitor=cfg.monitor)
     mean_d, std_d = mean.to(device), std.to(device)
     t_start = time.time() - state["wall"]
     stop_reason = "epochs"
@@ -385,8 +397,9 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         scheduler.step()
         state["epoch"] += 1
         state["history"].append(row)
-        if val_loss < state["best_val"]:
-            state.update(best_val=val_loss, best_epoch=state["epoch"], stale=0)
+        score = val_loss if cfg.monitor == "val_loss" else -float(np.mean(val_rho))  # lower is better
+        if score < state["best_val"]:
+            state.update(best_val=score, best_epoch=state["epoch"], stale=0)
             _save(out / "best.pt", _checkpoint_payload(model, cfg, mean, std, splits, k, state))
         else:
             state["stale"] += 1

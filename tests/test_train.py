@@ -100,6 +100,26 @@ def test_config_mismatch_early_stopping_and_bad_configs(tmp_path):
         train.train(config(data, name="k", timescales=[5]), out_root=tmp_path, progress=False)
 
 
+def test_monitor_val_rho_keeps_the_epoch_of_highest_validation_rho(tmp_path):
+    data = write_dataset(tmp_path / "d.h5")
+    with pytest.raises(ValueError, match="unknown monitor"):
+        config(data, monitor="val_accuracy")
+    res = train.train(config(data, name="rho", epochs=5, lr=5e-3, monitor="val_rho"), out_root=tmp_path, progress=False)
+    mean_rho = [np.mean([row["val_rho_0"], row["val_rho_1"]]) for row in res["history"]]
+    assert res["best_epoch"] == int(np.argmax(mean_rho)) + 1
+    kept = torch.load(tmp_path / "rho" / "best.pt", weights_only=True)
+    assert kept["epoch"] == res["best_epoch"] and kept["config"]["monitor"] == "val_rho"
+
+
+def test_changing_the_monitor_on_resume_restarts_the_selection(tmp_path):
+    data = write_dataset(tmp_path / "d.h5")
+    train.train(config(data, name="m", epochs=3), out_root=tmp_path, progress=False)
+    res = train.train(config(data, name="m", epochs=5, monitor="val_rho"), out_root=tmp_path, progress=False)
+    assert res["epochs_run"] == 5 and res["best_epoch"] in (4, 5) and res["config"]["monitor"] == "val_rho"
+    with pytest.raises(ValueError, match="another config"):
+        train.train(config(data, name="m", epochs=6, lr=1e-2), out_root=tmp_path, progress=False)
+
+
 def test_transfer_retrains_only_the_head_and_evaluate(tmp_path):
     source = write_dataset(tmp_path / "a.h5", seed=1)
     target = write_dataset(tmp_path / "b.h5", seed=2, temperature=0.8)
