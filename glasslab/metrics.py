@@ -70,7 +70,7 @@ def correlation(preds, targets, masks=None) -> Correlation:
 
 @dataclasses.dataclass
 class Bootstrap:
-    """Bootstrap distribution of the pooled ρ (paper, Appendix B).
+    """Bootstrap distribution of the pooled ρ (paper, Appendix B), or of a difference of two.
 
     Attributes: ``samples`` (B, K); ``mean``, ``std``, ``low``, ``high`` (K,) with
     ``low``/``high`` the bounds of the central ``level`` interval.
@@ -96,6 +96,28 @@ class Bootstrap:
         return np.quantile(self.samples, (1 + self.level) / 2, axis=0)
 
 
+def _multiplicities(rng, n: int, b: int) -> np.ndarray:
+    """(b, n) multiplicities of n items in b resamples of n draws with replacement."""
+    idx = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
+    return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(float)
+
+
+def _weighted_pearson(w, x, y) -> np.ndarray:
+    """(b, K) ρ of the (n, K) columns of x and y, each of the b rows of w (b, n) weighting the n items."""
+    n = x.shape[0]
+    sx, sy = w @ x, w @ y
+    cov = w @ (x * y) / n - (sx / n) * (sy / n)
+    var_x = w @ (x * x) / n - (sx / n) ** 2
+    var_y = w @ (y * y) / n - (sy / n) ** 2
+    return cov / np.sqrt(var_x * var_y)
+
+
+def _pooled(preds, targets, masks):
+    preds, targets, masks = _stack(preds, targets, masks)
+    return (np.concatenate([p[m] for p, m in zip(preds, masks)]),
+            np.concatenate([t[m] for t, m in zip(targets, masks)]))
+
+
 def bootstrap_pearson(preds, targets, masks=None, n_resamples: int = 5000, level: float = 0.95,
                       seed: int = 0, chunk: int = 64) -> Bootstrap:
     """Resample the n pooled test particles with replacement, ``n_resamples`` times.
@@ -103,22 +125,28 @@ def bootstrap_pearson(preds, targets, masks=None, n_resamples: int = 5000, level
     Each resample draws n of the n (particle, prediction, target) triples; ρ is computed
     from weighted moments (the multiplicity of each particle), in chunks to bound memory.
     """
-    preds, targets, masks = _stack(preds, targets, masks)
-    x = np.concatenate([p[m] for p, m in zip(preds, masks)])
-    y = np.concatenate([t[m] for t, m in zip(targets, masks)])
-    n = len(x)
+    x, y = _pooled(preds, targets, masks)
+    rng = np.random.default_rng(seed)
+    out = [_weighted_pearson(_multiplicities(rng, len(x), min(chunk, n_resamples - start)), x, y)
+           for start in range(0, n_resamples, chunk)]
+    return Bootstrap(samples=np.concatenate(out), level=level)
+
+
+def bootstrap_pearson_difference(preds_a, preds_b, targets, masks=None, n_resamples: int = 5000,
+                                 level: float = 0.95, seed: int = 0, chunk: int = 64) -> Bootstrap:
+    """Paired bootstrap of ρ_a − ρ_b, two models scored on the same test particles.
+
+    Every resample draws the same particles for both models, so the test-set luck they share
+    cancels: the interval is narrower than the one from two independent bootstrap errors added
+    in quadrature. ``samples`` (B, K) are differences of pooled ρ.
+    """
+    xa, y = _pooled(preds_a, targets, masks)
+    xb, _ = _pooled(preds_b, targets, masks)
     rng = np.random.default_rng(seed)
     out = []
     for start in range(0, n_resamples, chunk):
-        b = min(chunk, n_resamples - start)
-        idx = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
-        w = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(float)  # multiplicities
-        sx, sy = w @ x, w @ y
-        sxx, syy, sxy = w @ (x * x), w @ (y * y), w @ (x * y)
-        cov = sxy / n - (sx / n) * (sy / n)
-        var_x = sxx / n - (sx / n) ** 2
-        var_y = syy / n - (sy / n) ** 2
-        out.append(cov / np.sqrt(var_x * var_y))
+        w = _multiplicities(rng, len(y), min(chunk, n_resamples - start))
+        out.append(_weighted_pearson(w, xa, y) - _weighted_pearson(w, xb, y))
     return Bootstrap(samples=np.concatenate(out), level=level)
 
 

@@ -119,6 +119,27 @@ def test_bootstrap_interval_covers_and_matches_the_analytic_error():
     assert boot.std[0] == pytest.approx((1 - rho**2) / np.sqrt(n), rel=0.15)  # large-n standard error
 
 
+def test_paired_bootstrap_of_a_difference_is_sharper_than_independent_errors():
+    rng = np.random.default_rng(8)
+    n = 3000
+    y = rng.normal(size=(n, 2))
+    shared = rng.normal(size=(n, 2))                     # what both models get wrong alike
+    a = 0.6 * y + 0.5 * shared + 0.3 * rng.normal(size=(n, 2))
+    b = 0.55 * y + 0.5 * shared + 0.3 * rng.normal(size=(n, 2))
+    masks = [np.ones(n, dtype=bool)]
+    diff = metrics.bootstrap_pearson_difference([a], [b], [y], masks, n_resamples=600, seed=2)
+    boot_a = metrics.bootstrap_pearson([a], [y], masks, n_resamples=600, seed=2)
+    boot_b = metrics.bootstrap_pearson([b], [y], masks, n_resamples=600, seed=2)
+    np.testing.assert_allclose(diff.samples, boot_a.samples - boot_b.samples, atol=1e-12)  # same draws
+    observed = metrics.correlation([a], [y]).pooled - metrics.correlation([b], [y]).pooled
+    assert np.all((diff.low < observed) & (observed < diff.high))
+    assert np.all(diff.std < 0.5 * np.hypot(boot_a.std, boot_b.std))
+    same = metrics.bootstrap_pearson_difference([a], [a], [y], n_resamples=50)
+    assert np.all(same.samples == 0)
+    with pytest.raises(ValueError, match="differs from target shape"):
+        metrics.bootstrap_pearson_difference([a], [b[:, :1]], [y])
+
+
 def test_seed_spread_and_ceiling():
     s = metrics.seed_spread([0.71, 0.70, 0.72])
     assert s.mean[0] == pytest.approx(0.71) and s.min[0] == 0.70 and s.max[0] == 0.72
