@@ -58,7 +58,7 @@ class TrainConfig:
             ``train_only_head`` then freezes everything but the final linear layer.
         epochs, lr, betas, weight_decay, lr_milestones, lr_factor: the optimiser recipe.
         monitor: the validation score that picks the weights kept (``best.pt``) and drives early
-            stopping: ``"val_loss"`` (lowest; the paper's) or ``"val_rho"`` (highest mean pooled
+            stopping: ``"val_loss"`` (lowest; the default) or ``"val_rho"`` (highest mean pooled
             validation ρ over the fitted timescales; the loss can rise while ρ improves when a
             network's output scale is off).
         patience: stop when the monitored score has not improved for this many epochs.
