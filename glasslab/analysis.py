@@ -233,7 +233,7 @@ def fit_vft(temperatures, taus):
 # --------------------------------------------------------------------------- propensity
 
 def propensity(initial, replica_positions) -> np.ndarray:
-    """Iso-configurational propensity: mean over replicas of |x_i(t) - x_i(0)|.
+    """Iso-configurational propensity: mean over replicas of ``|x_i(t) - x_i(0)|``.
 
     ``initial`` (N, 3); ``replica_positions`` (R, N, 3) or (R, K, N, 3) unwrapped positions
     of R replicas (at K times). Returns (N,) or (N, K).

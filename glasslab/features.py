@@ -748,9 +748,9 @@ class RidgeBaseline:
         seed: random state of the PCA (randomised SVD for large inputs).
 
     Attributes (after ``fit``):
-        model_: the fitted scikit-learn Pipeline.
-        alpha_: (K,) the selected α per timescale (always an element of ``alphas``).
-        n_features_in_: F.
+        ``model_``: the fitted scikit-learn Pipeline.
+        ``alpha_``: (K,) the selected α per timescale (always an element of ``alphas``).
+        ``n_features_in_``: F.
     """
 
     def __init__(self, alphas=DEFAULT_RIDGE_ALPHAS, n_components: int | None = None, cv: int | None = None,

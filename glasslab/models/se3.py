@@ -112,7 +112,7 @@ class SE3GNN(nn.Module):
     - Edge embedding, shared by all layers: real spherical harmonics Y^l(â_ij), l = 0..lmax, of
       the edge direction with e3nn's ``"component"`` normalization (each l-block has squared
       norm 2l + 1, i.e. unit mean square per component, the scale e3nn's tensor products and
-      batch norm assume), and the Bessel basis B_n(|a_ij|), n = 1..n_basis, with r_c = cutoff.
+      batch norm assume), and the Bessel basis ``B_n(|a_ij|)``, n = 1..n_basis, with r_c = cutoff.
     - ``n_layers`` :class:`EquivariantConvolution` layers with residual connections and
       equivariant batch norm (Appendix A2): h⁽¹⁾ = BN(conv₀(onehot)) and
       h⁽ᴸ⁺¹⁾ = BN(h⁽ᴸ⁾ + conv_L(h⁽ᴸ⁾ ⊕ onehot)) for L ≥ 1. BN is e3nn's ``BatchNorm``
@@ -127,7 +127,7 @@ class SE3GNN(nn.Module):
 
     Parameter count. Let C = channels, n₀ = num_types + node_scalars, H = radial_hidden,
     N_b = n_basis, and T the number of triplets (l_I, l_F, l_O), all ≤ lmax, obeying the
-    triangle rule |l_I − l_F| ≤ l_O ≤ l_I + l_F (T = 1, 5, 15, 34 for lmax = 0, 1, 2, 3).
+    triangle rule ``|l_I − l_F| ≤ l_O ≤ l_I + l_F`` (T = 1, 5, 15, 34 for lmax = 0, 1, 2, 3).
 
     - Edge weights of a layer L > 0: P = C·T from the hidden channels (every triplet) plus
       n₀·(lmax + 1) from the scalar inputs (l_I = 0, l_O = l_F); first layer P₀ = n₀·(lmax + 1).

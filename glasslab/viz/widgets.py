@@ -75,7 +75,7 @@ class Scene:
 
 @dataclasses.dataclass
 class SphericalHarmonicMesh:
-    """The surface r(n) = |Y_lm(n)| n over unit vectors n, as a triangle mesh.
+    """The surface ``r(n) = |Y_lm(n)| n`` over unit vectors n, as a triangle mesh.
 
     Attributes:
         l, m: degree and order (e3nn's ordering, see :func:`spherical_harmonic`).
@@ -276,7 +276,7 @@ def _add_particles(view, frames, types, colours, radii, opacity: float = 1.0) ->
 # --------------------------------------------------------------------------- particle views
 
 def neighbours(positions, box, centre: int, cutoff: float = 2.0, graph=None):
-    """Neighbours j of particle ``centre`` with |x_j - x_i| < ``cutoff`` (minimum image).
+    """Neighbours j of particle ``centre`` with ``|x_j - x_i|`` < ``cutoff`` (minimum image).
 
     Args:
         positions: (N, 3) positions; box: (3,) periodic box edges or None (open).
@@ -502,7 +502,7 @@ def _sphere_grid(resolution: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spherical_harmonic_mesh(l: int, m: int, resolution: int = 24) -> SphericalHarmonicMesh:
-    """Triangle mesh of r(n) = |Y_lm(n)| n (see :func:`spherical_harmonic` for conventions).
+    """Triangle mesh of ``r(n) = |Y_lm(n)| n`` (see :func:`spherical_harmonic` for conventions).
 
     ``resolution`` (4..128) polar steps from e3nn's polar y axis, twice as many in azimuth.
     """
@@ -525,7 +525,7 @@ def _add_axes(view, length: float) -> None:
 
 def spherical_harmonic_view(l: int, m: int, resolution: int = 24, show_axes: bool = True,
                             width: int = 400, height: int = 400) -> SceneView:
-    """The real spherical harmonic Y_lm as the surface r = |Y_lm|, coloured by its sign.
+    """The real spherical harmonic Y_lm as the surface ``r = |Y_lm|``, coloured by its sign.
 
     Positive lobes are :data:`SIGN_COLOURS` [0] (red), negative ones [1] (blue); arrows show
     e3nn's x, y (polar) and z axes. Conventions: :func:`spherical_harmonic`. ``scene`` holds
