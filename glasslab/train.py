@@ -340,6 +340,7 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     splits = make_splits(cfg)
     k = splits.train[0].y.shape[1]
     mean, std = target_stats(splits.train)
+    tau_alpha = recorded_tau_alpha(expand_paths(cfg.data)[0])  # stored with the weights, for evaluate()
     model = build_model(cfg.model, out_dim=k, **cfg.model_kwargs).to(device)
     params = model.parameters()
     if cfg.init_from:
@@ -400,7 +401,7 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         score = val_loss if cfg.monitor == "val_loss" else -float(np.mean(val_rho))  # lower is better
         if score < state["best_val"]:
             state.update(best_val=score, best_epoch=state["epoch"], stale=0)
-            _save(out / "best.pt", _checkpoint_payload(model, cfg, mean, std, splits, k, state))
+            _save(out / "best.pt", _checkpoint_payload(model, cfg, mean, std, splits, k, state, tau_alpha))
         else:
             state["stale"] += 1
         state["wall"] = time.time() - t_start
@@ -438,10 +439,10 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     return results
 
 
-def _checkpoint_payload(model, cfg, mean, std, splits, k, state) -> dict:
+def _checkpoint_payload(model, cfg, mean, std, splits, k, state, tau_alpha) -> dict:
     return {"model": model.state_dict(), "config": cfg.to_dict(), "target_mean": mean, "target_std": std,
             "out_dim": k, "epoch": state["epoch"], "times": splits.train[0].times[0].tolist(),
-            "tau_alpha": recorded_tau_alpha(expand_paths(cfg.data)[0])}
+            "tau_alpha": tau_alpha}
 
 
 def recorded_tau_alpha(path) -> float | None:
