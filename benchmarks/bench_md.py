@@ -1,16 +1,21 @@
-"""MD throughput: one replica vs concurrent replicas on the same OpenMM platform, in the same run.
+"""MD throughput: glasslab's OpenMM system against the per-pair-type layout it replaced, in the same run.
 
 The iso-configurational ensemble is R independent NVE runs from one configuration, so glasslab
 runs them concurrently (one single-thread OpenMM context per worker on a CPU, several contexts
 sharing a GPU). This benchmark measures particle-steps per second for
 
-- one replica alone (the reference),
-- ``W`` replicas run concurrently, one context each (what ``glasslab simulate`` does),
+- the reference: one replica of the earlier system layout (OpenMM's ``NonbondedForce`` for A–A
+  pairs plus one ``CustomNonbondedForce`` per other pair type, each walking its own neighbour
+  list), built by :func:`per_pair_type_system` below;
+- one replica of :func:`glasslab.simulate.make_system` (one ``CustomNonbondedForce``, tabulated
+  per pair type);
+- ``W`` replicas of each layout run concurrently, one context each (what ``glasslab simulate`` does);
 - on a CPU, one replica on one context using all cores (OpenMM's own threading), for comparison,
 
 on a configuration of the shipped T = 0.64 data (N = 1000), or an N-particle lattice melt when
-the data are absent. Prints the throughputs and their ratios to the single replica, and the
-recorded wall time of generating each shipped set (from the files' provenance).
+the data are absent. It first checks that both layouts give the same forces. Prints the
+throughputs, their ratios to the reference, the thread setting, and the recorded wall time of
+generating each shipped set (from the files' provenance).
 
     python benchmarks/bench_md.py [--platform CPU|CUDA] [--workers W] [--steps 2000]
 """
@@ -37,6 +42,42 @@ def initial_configuration(n_lattice: int = 1000):
     m = int(np.ceil(n_lattice ** (1 / 3)))
     grid = (np.stack(np.meshgrid(*[np.arange(m)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_lattice] + 0.5) * side / m
     return grid, simulate.initial_types(n_lattice), np.full(3, side), "simple-cubic lattice (no shipped data)"
+
+
+def per_pair_type_system(types, box):
+    """The reference layout: A–A pairs in OpenMM's ``NonbondedForce`` (B particles carry ε = 0
+    there), A–B and B–B pairs in one ``CustomNonbondedForce`` each, restricted to their
+    interaction group and cut at 2.5 σ_αβ (glasslab's system up to November 2026)."""
+    mm = simulate._openmm()
+    system = mm.System()
+    for _ in types:
+        system.addParticle(ka.MASS)
+    system.setDefaultPeriodicBoxVectors(mm.Vec3(box[0], 0, 0), mm.Vec3(0, box[1], 0), mm.Vec3(0, 0, box[2]))
+    aa = mm.NonbondedForce()
+    for t in types:
+        aa.addParticle(0.0, float(ka.SIGMA[0, 0]), float(ka.EPSILON[0, 0]) if t == ka.TYPE_A else 0.0)
+    aa.setNonbondedMethod(mm.NonbondedForce.CutoffPeriodic)
+    aa.setCutoffDistance(float(ka.CUTOFF[0, 0]))
+    aa.setUseDispersionCorrection(False)
+    system.addForce(aa)
+    a_idx = [int(i) for i in np.flatnonzero(types == ka.TYPE_A)]
+    b_idx = [int(i) for i in np.flatnonzero(types == ka.TYPE_B)]
+    for (ta, tb), group_a, group_b in (((0, 1), a_idx, b_idx), ((1, 1), b_idx, b_idx)):
+        eps, sig = float(ka.EPSILON[ta, tb]), float(ka.SIGMA[ta, tb])
+        force = mm.CustomNonbondedForce(f"4*{eps!r}*((({sig!r})/r)^12-(({sig!r})/r)^6)")
+        for _ in types:
+            force.addParticle([])
+        force.addInteractionGroup(group_a, group_b)
+        force.setNonbondedMethod(mm.CustomNonbondedForce.CutoffPeriodic)
+        force.setCutoffDistance(float(ka.CUTOFF[ta, tb]))
+        system.addForce(force)
+    return system
+
+
+def forces(system, platform, positions):
+    ctx = simulate.make_context(system, simulate._openmm().VerletIntegrator(0.005), platform)
+    ctx.setPositions(positions)
+    return ctx.getState(getForces=True).getForces(asNumpy=True)._value
 
 
 def contexts(system, platform, count: int, threads: int = 1):
@@ -82,24 +123,30 @@ def main():
     platform = simulate.available_platform(args.platform)
     on_cpu = platform.getName() == "CPU"
     workers = args.workers or ((os.cpu_count() or 1) if on_cpu else 8)
-    system = simulate.make_system(types, box)
+    systems = {"per-pair-type (reference)": per_pair_type_system(types, box), "glasslab": simulate.make_system(types, box)}
     print(f"OpenMM {platform.getName()} platform; N = {n} ({source}); {args.steps} steps of dt = 0.005; "
-          f"{os.cpu_count()} CPU cores ({_platform.processor() or _platform.machine()})")
+          f"{workers} workers of one thread each; {os.cpu_count()} CPU cores ({_platform.processor() or _platform.machine()})")
+    f_ref, f_new = (forces(s, platform, positions) for s in systems.values())
+    rel = np.abs(f_new - f_ref).max() / np.abs(f_ref).max()
+    print(f"largest force difference between the layouts: {rel:.2g} of the largest force")
+    assert rel < 1e-4, "the two layouts disagree"
 
-    single = contexts(system, platform, 1)
-    concurrent = contexts(system, platform, workers)
-    prepare(single + concurrent, positions, args.temperature, seed=0)
+    ref = None
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        ref = throughput(single, args.steps, n, None)
-        rate = throughput(concurrent, args.steps, n, pool)
-    print(f"one replica:                  {ref:12.4g} particle-steps/s  (reference)")
-    print(f"{workers} concurrent replicas:        {rate:12.4g} particle-steps/s  ratio {rate / ref:.2f}")
-    if on_cpu and (os.cpu_count() or 1) > 1:
-        threaded = contexts(system, platform, 1, threads=os.cpu_count())
-        prepare(threaded, positions, args.temperature, seed=1)
-        rate_threaded = throughput(threaded, args.steps, n, None)
-        print(f"one replica, {os.cpu_count()} OpenMM threads:  {rate_threaded:12.4g} particle-steps/s  "
-              f"ratio {rate_threaded / ref:.2f}")
+        for label, system in systems.items():
+            single, concurrent = contexts(system, platform, 1), contexts(system, platform, workers)
+            prepare(single + concurrent, positions, args.temperature, seed=0)
+            one = throughput(single, args.steps, n, None)
+            ref = ref or one
+            many = throughput(concurrent, args.steps, n, pool)
+            print(f"{label:26s} one replica:  {one:10.4g} particle-steps/s  ratio {one / ref:.2f}")
+            print(f"{label:26s} {workers} replicas:   {many:10.4g} particle-steps/s  ratio {many / ref:.2f}")
+            if on_cpu and (os.cpu_count() or 1) > 1:
+                threaded = contexts(system, platform, 1, threads=os.cpu_count())
+                prepare(threaded, positions, args.temperature, seed=1)
+                rate = throughput(threaded, args.steps, n, None)
+                print(f"{label:26s} one replica, {os.cpu_count()} OpenMM threads: {rate:10.4g} particle-steps/s  "
+                      f"ratio {rate / ref:.2f}")
 
     for path in sorted(paths.data_dir().glob("ka3d_T*.h5")):
         prov = io.read_h5_info(path).get("provenance", {})

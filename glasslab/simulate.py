@@ -67,42 +67,53 @@ def tau_alpha_guess(temperature: float) -> float:
 
 # --------------------------------------------------------------------------- OpenMM system
 
-def make_system(types, box):
-    """OpenMM ``System`` of the KA mixture with exact KA parameters and per-pair cutoffs.
+def _pair_table(table) -> str:
+    """A symmetric 2×2 table of pair parameters as an OpenMM expression in ``type1``, ``type2``
+    (0 = A, 1 = B): t_AA + (t_AB − t_AA)(type1 + type2) + (t_BB − 2 t_AB + t_AA) type1·type2.
 
-    A–A pairs use OpenMM's optimised ``NonbondedForce`` (B particles carry ε = 0 there);
-    A–B and B–B pairs use a ``CustomNonbondedForce`` each, restricted to their interaction
-    group and cut at 2.5 σ_αβ. Forces equal those of the truncated-and-shifted potential;
-    OpenMM's energies omit the shift (glasslab reports energies from :mod:`glasslab.ka`).
+    Arithmetic, not ``Discrete2DFunction`` lookups: OpenMM's CPU platform evaluates the
+    tabulated form 2.6× slower (measured by ``benchmarks/bench_md.py``'s development)."""
+    aa, ab, bb = float(table[0, 0]), float(table[0, 1]), float(table[1, 1])
+    return f"({aa!r} + {ab - aa!r}*(type1 + type2) + {bb - 2 * ab + aa!r}*type1*type2)"
+
+
+def make_system(types, box):
+    """OpenMM ``System`` of the KA mixture: one ``CustomNonbondedForce`` for all pairs.
+
+    The pair energy is the truncated-and-shifted LJ of :mod:`glasslab.ka`,
+    ``step(r_c,αβ − r)·(4ε_αβ((σ_αβ/r)¹² − (σ_αβ/r)⁶) − V_αβ(r_c,αβ))``, with ε, σ², r_c and the
+    shift written as functions of the two particle types (KA is not Lorentz–Berthelot, so no
+    per-particle combining rule gives it). The neighbour list uses the largest cutoff,
+    2.5 σ_AA; A–B and B–B pairs beyond their own cutoff contribute zero. Energies equal the
+    sum of :func:`glasslab.ka.particle_energies`, forces those of :func:`energy_and_forces`.
+
+    One force for all pairs walks the neighbour list once per step: 2× the throughput of one
+    force per pair type on a CPU core (``benchmarks/bench_md.py`` keeps that layout as its
+    reference). Only two types are supported (``ValueError`` otherwise).
     """
     mm = _openmm()
     types = np.asarray(types)
     box = np.asarray(box, dtype=float)
+    if not np.isin(types, (ka.TYPE_A, ka.TYPE_B)).all():
+        raise ValueError(f"KA types must be {ka.TYPE_A} (A) or {ka.TYPE_B} (B), got {sorted(set(types.tolist()))}")
     system = mm.System()
     for _ in types:
         system.addParticle(ka.MASS)
     system.setDefaultPeriodicBoxVectors(mm.Vec3(box[0], 0, 0), mm.Vec3(0, box[1], 0), mm.Vec3(0, 0, box[2]))
 
-    aa = mm.NonbondedForce()
+    force = mm.CustomNonbondedForce(
+        "step(rc - r) * (4 * eps * (s6 * s6 - s6) - shift); s6 = (sig2 / (r * r))^3;"
+        f"eps = {_pair_table(ka.EPSILON)}; sig2 = {_pair_table(ka.SIGMA**2)};"
+        f"rc = {_pair_table(ka.CUTOFF)}; shift = {_pair_table(ka.SHIFT)}"
+    )
+    force.addPerParticleParameter("type")
     for t in types:
-        aa.addParticle(0.0, float(ka.SIGMA[0, 0]), float(ka.EPSILON[0, 0]) if t == ka.TYPE_A else 0.0)
-    aa.setNonbondedMethod(mm.NonbondedForce.CutoffPeriodic)
-    aa.setCutoffDistance(float(ka.CUTOFF[0, 0]))
-    aa.setUseDispersionCorrection(False)
-    aa.setUseSwitchingFunction(False)
-    system.addForce(aa)
-
-    a_idx = [int(i) for i in np.flatnonzero(types == ka.TYPE_A)]
-    b_idx = [int(i) for i in np.flatnonzero(types == ka.TYPE_B)]
-    for (ta, tb), group_a, group_b in (((0, 1), a_idx, b_idx), ((1, 1), b_idx, b_idx)):
-        eps, sig = float(ka.EPSILON[ta, tb]), float(ka.SIGMA[ta, tb])
-        force = mm.CustomNonbondedForce(f"4*{eps!r}*((({sig!r})/r)^12-(({sig!r})/r)^6)")
-        for _ in types:
-            force.addParticle([])
-        force.addInteractionGroup(group_a, group_b)
-        force.setNonbondedMethod(mm.CustomNonbondedForce.CutoffPeriodic)
-        force.setCutoffDistance(float(ka.CUTOFF[ta, tb]))
-        system.addForce(force)
+        force.addParticle([float(t)])
+    force.setNonbondedMethod(mm.CustomNonbondedForce.CutoffPeriodic)
+    force.setCutoffDistance(ka.MAX_CUTOFF)
+    force.setUseSwitchingFunction(False)
+    force.setUseLongRangeCorrection(False)
+    system.addForce(force)
     return system
 
 
