@@ -19,14 +19,17 @@ import dataclasses
 import hashlib
 import io as _io
 import json
+import math
 import os
 import platform
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
 from glasslab import metrics
@@ -56,14 +59,20 @@ class TrainConfig:
             test metrics use all their snapshots.
         init_from: optional checkpoint to start from (transfer learning);
             ``train_only_head`` then freezes everything but the final linear layer.
-        epochs, lr, betas, weight_decay, lr_milestones, lr_factor: the optimiser recipe.
+        epochs, lr, betas, weight_decay: Adam and the number of passes over the training set.
+        schedule: ``"step"`` (the learning rate times ``lr_factor`` at each epoch of
+            ``lr_milestones``) or ``"cosine"`` (a linear warm-up over ``warmup_epochs``, then a
+            cosine decay to zero at ``epochs``, updated at every optimiser step).
+        batch_size: snapshots per optimiser step (whole snapshots, batched as one graph).
+        grad_clip: clip the gradients' global norm to this value before each step (None: no clipping).
         monitor: the validation score that picks the weights kept (``best.pt``) and drives early
             stopping: ``"val_loss"`` (lowest; the default) or ``"val_rho"`` (highest mean pooled
             validation ρ over the fitted timescales; the loss can rise while ρ improves when a
             network's output scale is off).
         patience: stop when the monitored score has not improved for this many epochs.
-        rotation_augmentation: rotate training graphs randomly (default: only for models
-            that are not rotation invariant by construction).
+        rotation_augmentation: ``"continuous"`` (or True: uniformly random rotations),
+            ``"cube"`` (a random symmetry of the cube, as DeepMind trained the Bapst GNN) or False;
+            None: continuous rotations for models that are not rotation invariant by construction.
         max_minutes: wall-clock budget; training stops after the epoch that exceeds it.
         seed: seeds the weights, the data order, dropout and augmentation.
         temperature: temperature of GlassBench files (which do not store it).
@@ -86,11 +95,15 @@ class TrainConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.95, 0.999)
     weight_decay: float = 1e-7
+    schedule: str = "step"
     lr_milestones: list[int] = dataclasses.field(default_factory=list)
     lr_factor: float = 0.5
+    warmup_epochs: float = 0.0
+    batch_size: int = 1
+    grad_clip: float | None = None
     patience: int = 20
     monitor: str = "val_loss"
-    rotation_augmentation: bool | None = None
+    rotation_augmentation: bool | str | None = None
     max_minutes: float | None = None
     seed: int = 0
     temperature: float | None = None
@@ -106,6 +119,15 @@ class TrainConfig:
             raise ValueError(f"unknown model {self.model!r}; choose from {sorted(MODELS)}")
         if self.monitor not in MONITORS:
             raise ValueError(f"unknown monitor {self.monitor!r}; choose from {MONITORS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose from {SCHEDULES}")
+        if self.rotation_augmentation not in (None, True, False, *AUGMENTATIONS):
+            raise ValueError(f"rotation_augmentation must be true, false or one of {AUGMENTATIONS}, "
+                             f"got {self.rotation_augmentation!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive (or omitted), got {self.grad_clip}")
         if self.train_only_head and not self.init_from:
             raise ValueError("train_only_head needs init_from (a checkpoint to start from)")
 
@@ -146,6 +168,8 @@ def _bapst(**kwargs):
 MODELS = {"se3": _se3, "bapst": _bapst}
 ROTATION_INVARIANT = {"se3": True, "bapst": False}
 MONITORS = ("val_loss", "val_rho")
+SCHEDULES = ("step", "cosine")
+AUGMENTATIONS = ("continuous", "cube")
 
 RESUMABLE_CHANGES = ("epochs", "patience", "max_minutes", "monitor")
 """Config fields a resumed run may change: it can be extended or cut short (e.g. ``--epochs``
@@ -268,11 +292,79 @@ def predict(model, graphs, mean, std, device) -> list[np.ndarray]:
     return out
 
 
-def _evaluate_split(model, graphs, mean, std, device) -> tuple[float, np.ndarray]:
+def _evaluate_split(model, graphs, mean, std, device) -> tuple[float, np.ndarray, float]:
+    """Validation loss, pooled ρ per timescale, and :func:`prediction_spread`."""
     preds = predict(model, graphs, mean, std, device)
     losses = [float(np.mean(((p - g.y.numpy()) / std.numpy())[g.mask_a.numpy()] ** 2)) for p, g in zip(preds, graphs)]
-    rho = metrics.correlation(preds, [g.y.numpy() for g in graphs], [g.mask_a.numpy() for g in graphs]).pooled
-    return float(np.mean(losses)), rho
+    masks = [g.mask_a.numpy() for g in graphs]
+    rho = metrics.correlation(preds, [g.y.numpy() for g in graphs], masks).pooled
+    return float(np.mean(losses)), rho, prediction_spread(preds, masks, std.numpy())
+
+
+def prediction_spread(preds, masks, label_std) -> float:
+    """Standard deviation of the predictions over the A particles of all graphs, in units of the
+    labels' standard deviation, averaged over timescales: ≈ ρ for a well-scaled model, ≪ 1 for
+    a model that predicts (nearly) the same value everywhere."""
+    stacked = np.concatenate([p[m] for p, m in zip(preds, masks)])
+    return float(np.mean(stacked.std(0) / np.asarray(label_std)))
+
+
+class CollapseWarning(UserWarning):
+    """A model whose predictions barely vary: it predicts the mean, whatever its ρ."""
+
+
+COLLAPSE_SPREAD = 0.05
+COLLAPSE_AFTER_EPOCHS = 3
+
+
+def collapse_message(history: list[dict], threshold: float = COLLAPSE_SPREAD,
+                     after_epochs: int = COLLAPSE_AFTER_EPOCHS) -> str | None:
+    """A diagnosis when training has collapsed, else None.
+
+    Collapsed: after ``after_epochs`` epochs, the validation predictions of the latest epoch
+    spread over less than ``threshold`` of the labels' standard deviation (``val_spread``)
+    and the training loss is still within 5 % of 1 (the loss of predicting the mean of the
+    standardised targets). Such a network's correlations measure whatever small bias it
+    kept (e.g. the neighbour count), not something it learned.
+    """
+    if len(history) < after_epochs or "val_spread" not in history[-1]:
+        return None
+    last = history[-1]
+    if last["val_spread"] < threshold and last["train_loss"] > 0.95:
+        return (f"collapsed: after {len(history)} epochs the predictions spread over {last['val_spread']:.3f} of "
+                f"the labels' standard deviation and the training loss is {last['train_loss']:.3f} (predicting the "
+                "mean gives 1.0); check the learning rate, gradient clipping and initialisation")
+    return None
+
+
+def augmentation(cfg: TrainConfig):
+    """The training-set transform of ``cfg.rotation_augmentation`` (None: no augmentation)."""
+    kind = cfg.rotation_augmentation
+    if kind is None:
+        kind = not ROTATION_INVARIANT[cfg.model]
+    if kind is True or kind == "continuous":
+        return RandomRotation(seed=cfg.seed)
+    if kind == "cube":
+        from glasslab.symmetry import CubeSymmetry
+
+        return CubeSymmetry(seed=cfg.seed)
+    return None
+
+
+def make_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """The learning-rate schedule of ``cfg``: stepped once per epoch (``"step"``) or once per
+    optimiser step (``"cosine"``, with its linear warm-up)."""
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_factor)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _git_commit() -> str | None:
@@ -353,11 +445,9 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
             for p in params:
                 p.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.lr_milestones, gamma=cfg.lr_factor)
-    augment = cfg.rotation_augmentation
-    if augment is None:
-        augment = not ROTATION_INVARIANT[cfg.model]
-    train_set = GlassDataset(splits.train, RandomRotation(seed=cfg.seed) if augment else None)
+    steps_per_epoch = -(-len(splits.train) // cfg.batch_size)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    train_set = GlassDataset(splits.train, augmentation(cfg))
     order_gen = torch.Generator().manual_seed(cfg.seed)
 
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "stale": 0, "history": [], "wall": 0.0,
@@ -384,18 +474,25 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         if cfg.train_only_head:
             model.eval()  # frozen batch-norm statistics and no dropout in the frozen body
         losses = []
-        for i in torch.randperm(len(train_set), generator=order_gen).tolist():
-            g = train_set[i].to(device)
+        order = torch.randperm(len(train_set), generator=order_gen).tolist()
+        lr_used = optimizer.param_groups[0]["lr"]
+        for start in range(0, len(order), cfg.batch_size):
+            g = Batch.from_data_list([train_set[i] for i in order[start:start + cfg.batch_size]]).to(device)
             loss = _masked_mse(model(g), g, mean_d, std_d)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params if cfg.train_only_head else model.parameters(), cfg.grad_clip)
             optimizer.step()
+            if cfg.schedule == "cosine":
+                scheduler.step()
             losses.append(loss.item())
-        val_loss, val_rho = _evaluate_split(model, splits.val, mean, std, device)
-        row = {"epoch": state["epoch"] + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+        val_loss, val_rho, val_spread = _evaluate_split(model, splits.val, mean, std, device)
+        row = {"epoch": state["epoch"] + 1, "lr": lr_used, "train_loss": float(np.mean(losses)),
                "val_loss": val_loss, **{f"val_rho_{j}": float(r) for j, r in enumerate(val_rho)},
-               "wall_s": round(time.time() - t_start, 1)}
-        scheduler.step()
+               "val_spread": val_spread, "wall_s": round(time.time() - t_start, 1)}
+        if cfg.schedule == "step":
+            scheduler.step()
         state["epoch"] += 1
         state["history"].append(row)
         score = val_loss if cfg.monitor == "val_loss" else -float(np.mean(val_rho))  # lower is better
@@ -412,7 +509,11 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
                      "augment_rng": train_set.transform.generator.get_state() if train_set.transform else None,
                      "state": state})
         bar.update(1)
-        bar.set_postfix(val_loss=f"{val_loss:.3f}", val_rho=f"{np.mean(val_rho):.3f}")
+        bar.set_postfix(train_loss=f"{row['train_loss']:.3f}", val_rho=f"{np.mean(val_rho):.3f}")
+        collapse = collapse_message(state["history"])
+        if collapse and not state.get("collapse_reported"):
+            state["collapse_reported"] = True
+            warnings.warn(f"{cfg.name}: {collapse}", CollapseWarning, stacklevel=2)
         if state["stale"] >= cfg.patience:
             stop_reason = f"early stopping (no improvement for {cfg.patience} epochs)"
             break
@@ -429,6 +530,7 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         "split_sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         "split_indices": splits.indices, "times": splits.train[0].times[0].tolist(),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stop_reason,
+        "collapsed": collapse_message(state["history"]),
         "history": state["history"], "wall_time_s": round(state["wall"], 1), "hardware": hardware(), "device": str(device),
         "data_sha256": _digests(expand_paths(cfg.data + (cfg.test_data or []))),
         "glasslab_commit": _git_commit(),
