@@ -5,9 +5,17 @@
   ``data/README.md``; written atomically by :func:`write_h5`, read by :func:`read_h5`.
 * :func:`read_bapst`: one pickle of the Bapst et al. (2020) DeepMind dataset.
 * :func:`read_glassbench`: one ``.npz`` of GlassBench (Jung et al. 2023).
-* :func:`read`: any of the above, recognised from the file's content.
+* :func:`read`: any of the above, recognised from the file's content and name.
 
-Every reader raises ``ValueError`` naming the file and the missing key or bad shape.
+Every reader raises ``ValueError`` naming the file (and the snapshot index) and the missing
+key, bad shape, NaN/inf value or corrupted data; ``FileNotFoundError`` for a missing file.
+
+What is safe to open: every reader here is safe on untrusted files, none runs code from a
+file. HDF5 and ``.npz`` files hold only arrays (``.npz`` is read with ``allow_pickle=False``).
+Bapst pickles are read by a restricted unpickler that admits only what that format holds
+(numpy arrays, dtypes and scalars, and builtin containers, numbers and strings) and refuses
+anything else with :class:`UnsafeFileError` before it runs. Only files named ``.pkl`` or
+``.pickle`` are ever unpickled: a pickle under another name is refused, not opened.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import datetime as _dt
 import json
 import pickle
 import platform
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +34,14 @@ import h5py
 import numpy as np
 
 from glasslab._atomic import atomic_path
+
+class UnsafeFileError(ValueError):
+    """A data file asks for something glasslab will not do on reading it (e.g. a pickle that
+    would import or call objects outside the Bapst schema, which can run code)."""
+
+
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+"""The only file names that :func:`read` and :func:`read_bapst` unpickle."""
 
 FORMAT_NAME = "glasslab-snapshots"
 FORMAT_VERSION = 1
@@ -95,21 +113,25 @@ class Snapshot:
         if self.positions.ndim != 2 or self.positions.shape[1] != 3:
             fail(f"positions must have shape (N, 3), got {self.positions.shape}")
         if not np.isfinite(self.positions).all():
-            fail("positions hold NaN or inf")
+            fail(f"positions hold NaN or inf (particle {_first_bad(self.positions)})")
         if self.types.shape != (n,):
             fail(f"types must have shape ({n},), got {self.types.shape}")
         if self.types.dtype.kind not in "iu" or (n and self.types.min() < 0):
             fail(f"types must be non-negative integers, got dtype {self.types.dtype}")
-        if self.box.shape != (3,) or not (self.box > 0).all():
+        if self.box.shape != (3,) or not np.isfinite(self.box).all() or not (self.box > 0).all():
             fail(f"box must be three positive edge lengths, got {self.box.tolist()}")
+        if not np.isfinite(self.temperature) or self.temperature <= 0:
+            fail(f"temperature must be a positive number, got {self.temperature}")
         if (self.times is None) != (self.propensity is None):
             fail("times and propensity must be given together")
         if self.times is not None:
             k = len(self.times)
-            if self.times.ndim != 1 or np.any(np.diff(self.times) <= 0):
-                fail(f"times must be strictly ascending, got {self.times.tolist()}")
+            if self.times.ndim != 1 or not np.isfinite(self.times).all() or np.any(np.diff(self.times) <= 0):
+                fail(f"times must be finite and strictly ascending, got {self.times.tolist()}")
             if self.propensity.shape != (n, k):
                 fail(f"propensity must have shape (N={n}, K={k}), got {self.propensity.shape}")
+            if not np.isfinite(self.propensity).all():
+                fail(f"propensity holds NaN or inf (particle {_first_bad(self.propensity)})")
         if self.positions_is is not None and self.positions_is.shape != (n, 3):
             fail(f"positions_is must have shape ({n}, 3), got {self.positions_is.shape}")
         if self.epot_is is not None and self.epot_is.shape != (n,):
@@ -117,6 +139,25 @@ class Snapshot:
         if self.propensity_halves is not None:
             if self.times is None or self.propensity_halves.shape != (2, n, len(self.times)):
                 fail(f"propensity_halves must have shape (2, N, K), got {self.propensity_halves.shape}")
+        for name in ("positions_is", "epot_is", "propensity_halves"):
+            value = getattr(self, name)
+            if value is not None and not np.isfinite(value).all():
+                fail(f"{name} holds NaN or inf")
+
+
+def _first_bad(arr: np.ndarray) -> int:
+    """Index (along the first axis) of the first row of ``arr`` holding NaN or inf."""
+    return int(np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))[0])
+
+
+def _snapshot(source: str, **fields) -> Snapshot:
+    """A Snapshot whose errors name ``source`` (the file and snapshot index) instead of "snapshot"."""
+    try:
+        return Snapshot(**fields)
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        msg = msg[len("snapshot: "):] if msg.startswith("snapshot: ") else msg
+        raise ValueError(f"{source}: {msg}") from None
 
 
 # --------------------------------------------------------------------------- glasslab HDF5
@@ -229,22 +270,50 @@ def _require(f: h5py.File, key: str, path: Path, shape: tuple) -> np.ndarray:
 
 
 def read_h5_info(path) -> dict:
-    """The file-level attributes of a glasslab HDF5 file (format, temperature, provenance, meta...)."""
+    """The file-level attributes of a glasslab HDF5 file (format, temperature, provenance, meta...).
+
+    Reads the attributes only: :func:`read_h5` (or ``glasslab info``) also checks the data.
+    """
     path = Path(path)
-    with _open_h5(path) as f:
-        info = dict(f.attrs)
-    for key in ("provenance", "meta"):
-        info[key] = json.loads(info.get(key, "{}"))
+    try:
+        with _open_h5(path) as f:
+            info = dict(f.attrs)
+        for key in ("provenance", "meta"):
+            info[key] = _json_attr(info.get(key, "{}"), path, key)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: corrupted HDF5 file ({_one_line(exc)}); regenerate or re-download it") from None
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items()}
 
 
-def _open_h5(path: Path) -> h5py.File:
+def _one_line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _json_attr(text, path: Path, what: str):
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: attribute {what!r} is not valid JSON ({exc})") from None
+
+
+def _check_path(path: Path) -> None:
+    """FileNotFoundError / ValueError naming ``path`` when it is missing or not a file."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a data file (to read every file in it, give a glob "
+                         f"such as '{path}/*.h5')")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+
+
+def _open_h5(path: Path) -> h5py.File:
+    _check_path(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
+        raise ValueError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
     if f.attrs.get("format") != FORMAT_NAME:
         f.close()
         raise ValueError(f"{path}: not a glasslab snapshot file (attribute 'format' is not {FORMAT_NAME!r})")
@@ -256,8 +325,21 @@ def _open_h5(path: Path) -> h5py.File:
 
 
 def read_h5(path, indices=None) -> list[Snapshot]:
-    """Read the snapshots of a glasslab HDF5 file (all, or those at ``indices``)."""
+    """Read the snapshots of a glasslab HDF5 file (all, or those at ``indices``).
+
+    Safe on untrusted files (HDF5 holds arrays only). Raises ``ValueError`` naming the file
+    (and snapshot index) for a corrupted file, a missing dataset, a bad shape or NaN/inf.
+    """
     path = Path(path)
+    try:
+        return _read_h5(path, indices)
+    except OSError as exc:  # h5py reports a corrupted chunk as a bare OSError naming no file
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: corrupted HDF5 data ({_one_line(exc)}); regenerate or re-download the file") from None
+
+
+def _read_h5(path: Path, indices) -> list[Snapshot]:
     with _open_h5(path) as f:
         if "positions" not in f:
             raise ValueError(f"{path}: missing dataset 'positions'")
@@ -277,9 +359,12 @@ def read_h5(path, indices=None) -> list[Snapshot]:
             if name in f:
                 shape = {"positions_is": (s, n, 3), "epot_is": (s, n), "propensity_halves": (s, 2, n, times.shape[0] if times is not None else 0)}[name]
                 optional[name] = _require(f, name, path, shape)
-        common = json.loads(f.attrs.get("meta", "{}"))
-        per = [json.loads(m) for m in _require(f, "snapshot_meta", path, (s,)).astype(str)] if "snapshot_meta" in f else [{}] * s
+        common = _json_attr(f.attrs.get("meta", "{}"), path, "meta")
+        per = ([_json_attr(m, path, "snapshot_meta") for m in _require(f, "snapshot_meta", path, (s,)).astype(str)]
+               if "snapshot_meta" in f else [{}] * s)
         arrays = {k: f[f"meta_arrays/{k}"][()] for k in f.get("meta_arrays", {})}
+        if "temperature" not in f.attrs:
+            raise ValueError(f"{path}: missing attribute 'temperature'")
         temperature = float(f.attrs["temperature"])
     chosen = range(s) if indices is None else indices
     out = []
@@ -287,7 +372,8 @@ def read_h5(path, indices=None) -> list[Snapshot]:
         if not -s <= i < s:
             raise IndexError(f"{path}: snapshot index {i} out of range (file has {s})")
         meta = {**common, **per[i], **{k: v[i] for k, v in arrays.items()}}
-        snap = Snapshot(
+        snap = _snapshot(
+            f"{path}: snapshot {i}",
             positions=positions[i],
             types=types[i],
             box=box[i],
@@ -303,6 +389,81 @@ def read_h5(path, indices=None) -> list[Snapshot]:
 
 # --------------------------------------------------------------------------- Bapst et al. 2020
 
+def _latin1_encode(text, encoding="latin1", errors="strict"):
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes (latin-1 only)."""
+    if str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1"):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
+    import codecs
+
+    return codecs.encode(text, "latin1", errors)
+
+
+def _pickle_allowlist() -> dict:
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric
+
+    allowed = {}
+    for module in ("builtins", "__builtin__"):
+        for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
+                     "bytearray", "bool"):
+            allowed[module, name] = getattr(__import__("builtins"), name)
+    allowed["__builtin__", "unicode"] = str
+    allowed["__builtin__", "long"] = int
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[module, "_reconstruct"] = multiarray._reconstruct
+        allowed[module, "scalar"] = multiarray.scalar
+    for module in ("numpy.core.numeric", "numpy._core.numeric"):
+        allowed[module, "_frombuffer"] = numeric._frombuffer
+    allowed["numpy", "ndarray"] = np.ndarray
+    allowed["numpy", "dtype"] = np.dtype
+    allowed["_codecs", "encode"] = _latin1_encode
+    return allowed
+
+
+class _BapstUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the names a Bapst pickle needs (numpy arrays, dtypes,
+    scalars; builtin containers, numbers, strings); any other import is refused before it
+    happens, so a crafted file cannot run code."""
+
+    def __init__(self, fh, path: Path):
+        super().__init__(fh, encoding="latin1")
+        self._path = path
+        self._allowed = _pickle_allowlist()
+
+    def find_class(self, module, name):
+        obj = self._allowed.get((module, name))
+        if obj is None:
+            raise UnsafeFileError(
+                f"{self._path}: refused to unpickle {module}.{name}: a Bapst pickle holds only numpy arrays and "
+                "builtin containers, so this file is not one (it may be crafted to run code); nothing was executed"
+            )
+        return obj
+
+    def persistent_load(self, pid):
+        raise UnsafeFileError(f"{self._path}: refused a persistent id in the pickle (not a Bapst file)")
+
+
+def load_pickle_safely(path):
+    """Unpickle ``path`` with the restricted unpickler of :func:`read_bapst` (no code runs).
+
+    Raises :class:`UnsafeFileError` for anything beyond numpy arrays/dtypes/scalars and builtin
+    containers, and ``ValueError`` naming the file for a truncated or malformed pickle.
+    """
+    path = Path(path)
+    _check_path(path)
+    try:
+        with open(path, "rb") as fh:
+            return _BapstUnpickler(fh, path).load()
+    except UnsafeFileError:
+        raise
+    except MemoryError:
+        raise ValueError(f"{path}: not a readable pickle (it asks for more memory than there is)") from None
+    except Exception as exc:  # unpickling raises many types
+        raise ValueError(f"{path}: not a readable pickle ({type(exc).__name__}: {_one_line(exc)})") from None
+
+
 _BAPST_KEYS = ("positions", "types", "box", "time", "time_indices", "is_values", "trajectory_target_positions", "metadata")
 
 
@@ -314,16 +475,27 @@ def read_bapst(path) -> Snapshot:
     order (the file stores them with the 1/e ISF point last); the matching ISF values and
     the file's metadata are kept in ``meta``.
 
-    Only open pickles you trust: unpickling can run code.
+    Safe on untrusted files: the pickle is read by a restricted unpickler that admits only
+    numpy arrays, dtypes and scalars and builtin containers, numbers and strings, and raises
+    :class:`UnsafeFileError` for anything else without running it. The file must be named
+    ``.pkl`` or ``.pickle``. NaN or inf in positions or targets is refused.
     """
     path = Path(path)
+    if path.suffix.lower() not in PICKLE_SUFFIXES and not path.is_dir():
+        raise ValueError(f"{path}: glasslab unpickles only files named {' or '.join(PICKLE_SUFFIXES)} "
+                         f"(rename the file if it really is a Bapst pickle)")
+    raw = load_pickle_safely(path)
     try:
-        with open(path, "rb") as fh:
-            raw = pickle.load(fh, encoding="latin1")
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # unpickling raises many types
-        raise ValueError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+        return _bapst_snapshot(raw, path)
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: malformed Bapst pickle ({_one_line(exc)})") from None
+    except (TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{path}: malformed Bapst pickle ({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+def _bapst_snapshot(raw, path: Path) -> Snapshot:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a dict of arrays, got {type(raw).__name__}")
     missing = [k for k in _BAPST_KEYS if k not in raw]
@@ -338,6 +510,8 @@ def read_bapst(path) -> Snapshot:
     k = len(time_indices)
     if time_indices.min(initial=0) < 0 or time_indices.max(initial=0) >= len(time):
         raise ValueError(f"{path}: 'time_indices' point outside 'time' (length {len(time)})")
+    if not np.isfinite(time).all():
+        raise ValueError(f"{path}: 'time' holds NaN or inf")
     targets = raw["trajectory_target_positions"]
     if len(targets) != k:
         raise ValueError(f"{path}: 'trajectory_target_positions' has {len(targets)} entries, expected {k} (one per time index)")
@@ -347,8 +521,10 @@ def read_bapst(path) -> Snapshot:
     propensity = np.empty((n, k))
     for col, target in enumerate(targets):
         target = np.asarray(target, dtype=np.float64)
-        if target.ndim != 3 or target.shape[1:] != (n, 3):
+        if target.ndim != 3 or target.shape[1:] != (n, 3) or len(target) == 0:
             raise ValueError(f"{path}: trajectory_target_positions[{col}] has shape {target.shape}, expected (R, {n}, 3)")
+        if not np.isfinite(target).all():
+            raise ValueError(f"{path}: trajectory_target_positions[{col}] holds NaN or inf")
         propensity[:, col] = np.linalg.norm(target - positions[None], axis=-1).mean(axis=0)
     times = time[time_indices]
     order = np.argsort(times, kind="stable")
@@ -362,15 +538,28 @@ def read_bapst(path) -> Snapshot:
         "num_replicas": int(np.asarray(targets[0]).shape[0]),
         **{f"bapst_{key}": _plain(value) for key, value in metadata.items()},
     }
-    return Snapshot(
+    types = np.asarray(raw["types"]).reshape(-1)
+    if types.dtype.kind == "f" and np.isfinite(types).all() and (types == np.round(types)).all():
+        types = types.astype(np.int64)
+    elif types.dtype.kind in "iu":
+        types = types.astype(np.int64)
+    return _snapshot(
+        str(path),
         positions=positions,
-        types=np.asarray(raw["types"]).astype(np.int64).reshape(-1),
+        types=types,
         box=np.asarray(raw["box"], dtype=np.float64).reshape(-1),
-        temperature=float(metadata["temperature"]),
+        temperature=_number(metadata["temperature"], path, "metadata['temperature']"),
         times=times[order],
         propensity=propensity[:, order],
         meta=meta,
     )
+
+
+def _number(value, path: Path, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: {what} is not a number ({value!r})") from None
 
 
 def _plain(value):
@@ -407,39 +596,65 @@ def read_glassbench(path, temperature: float, times=None, box: float = GLASSBENC
     ``md_prop`` (timescales x N) becomes ``propensity`` (N x K) at ``times`` (default:
     :func:`glassbench_times`); the inherent-structure positions and, when present, the
     bond-breaking propensity (``meta["bb_propensity"]``, N x K) are kept.
+
+    Safe on untrusted files: the archive is read with ``allow_pickle=False`` (an object array
+    in it is refused). NaN or inf in positions or propensities is refused.
     """
     path = Path(path)
+    _check_path(path)
+    try:
+        temperature = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: temperature must be a number, got {temperature!r}") from None
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"{path}: temperature must be positive, got {temperature}")
     try:
         npz = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
-    with npz:
-        for key in ("types", "initial_positions", "md_prop"):
-            if key not in npz.files:
-                raise ValueError(f"{path}: missing key {key!r} of the GlassBench schema (has {sorted(npz.files)})")
-        positions = np.asarray(npz["initial_positions"], dtype=np.float64)
-        n = len(positions)
-        if positions.shape != (n, 3):
-            raise ValueError(f"{path}: 'initial_positions' has shape {positions.shape}, expected (N, 3)")
-        md_prop = np.asarray(npz["md_prop"], dtype=np.float64)
-        times = glassbench_times(temperature) if times is None else np.asarray(times, dtype=np.float64)
-        if md_prop.shape != (len(times), n):
-            raise ValueError(f"{path}: 'md_prop' has shape {md_prop.shape}, expected (K={len(times)}, N={n})")
-        positions_is = None
-        if "initial_positions_inherent" in npz.files:
-            positions_is = np.asarray(npz["initial_positions_inherent"], dtype=np.float64)
-            if positions_is.shape != (n, 3):
-                raise ValueError(f"{path}: 'initial_positions_inherent' has shape {positions_is.shape}, expected ({n}, 3)")
-        meta = {"source": "glassbench", "file": path.name}
-        if "bb_prop" in npz.files:
-            bb = np.asarray(npz["bb_prop"], dtype=np.float64)
-            if bb.shape != md_prop.shape:
-                raise ValueError(f"{path}: 'bb_prop' has shape {bb.shape}, expected {md_prop.shape}")
-            meta["bb_propensity"] = bb.T
-        types = np.asarray(npz["types"]).astype(np.int64).reshape(-1)
-    return Snapshot(
+        raise ValueError(f"{path}: not a readable .npz file ({_one_line(exc)})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not an .npz archive (a single .npy array)")
+    try:
+        with npz:
+            return _glassbench_snapshot(npz, path, temperature, times, box)
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: malformed GlassBench file ({_one_line(exc)})") from None
+    except (OSError, EOFError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: corrupted .npz archive ({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+def _glassbench_snapshot(npz, path: Path, temperature: float, times, box) -> Snapshot:
+    for key in ("types", "initial_positions", "md_prop"):
+        if key not in npz.files:
+            raise ValueError(f"{path}: missing key {key!r} of the GlassBench schema (has {sorted(npz.files)})")
+    positions = np.asarray(npz["initial_positions"], dtype=np.float64)
+    n = len(positions)
+    if positions.shape != (n, 3):
+        raise ValueError(f"{path}: 'initial_positions' has shape {positions.shape}, expected (N, 3)")
+    md_prop = np.asarray(npz["md_prop"], dtype=np.float64)
+    times = glassbench_times(temperature) if times is None else np.asarray(times, dtype=np.float64)
+    if md_prop.shape != (len(times), n):
+        raise ValueError(f"{path}: 'md_prop' has shape {md_prop.shape}, expected (K={len(times)}, N={n})")
+    positions_is = None
+    if "initial_positions_inherent" in npz.files:
+        positions_is = np.asarray(npz["initial_positions_inherent"], dtype=np.float64)
+        if positions_is.shape != (n, 3):
+            raise ValueError(f"{path}: 'initial_positions_inherent' has shape {positions_is.shape}, expected ({n}, 3)")
+    meta = {"source": "glassbench", "file": path.name}
+    if "bb_prop" in npz.files:
+        bb = np.asarray(npz["bb_prop"], dtype=np.float64)
+        if bb.shape != md_prop.shape:
+            raise ValueError(f"{path}: 'bb_prop' has shape {bb.shape}, expected {md_prop.shape}")
+        if not np.isfinite(bb).all():
+            raise ValueError(f"{path}: 'bb_prop' holds NaN or inf")
+        meta["bb_propensity"] = bb.T
+    types = np.asarray(npz["types"]).reshape(-1)
+    if types.dtype.kind == "f" and np.isfinite(types).all() and (types == np.round(types)).all():
+        types = types.astype(np.int64)
+    return _snapshot(
+        str(path),
         positions=positions,
         types=types,
         box=np.full(3, float(box)),
@@ -454,25 +669,35 @@ def read_glassbench(path, temperature: float, times=None, box: float = GLASSBENC
 # --------------------------------------------------------------------------- dispatch
 
 def sniff_format(path) -> str:
-    """'glasslab-h5', 'bapst-pickle' or 'glassbench-npz', from the file's first bytes."""
+    """'glasslab-h5', 'bapst-pickle' or 'glassbench-npz', from the file's first bytes and name.
+
+    HDF5 and zip (npz) files are recognised by their first bytes whatever their name. A file is
+    taken as a Bapst pickle only when it is named ``.pkl`` or ``.pickle``: a pickle under any
+    other name (say ``data.h5``) is refused with ``ValueError``, never sent to the unpickler.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    _check_path(path)
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "glasslab-h5"
     if head.startswith(b"PK\x03\x04"):
         return "glassbench-npz"
-    if head[:1] == b"\x80" or path.suffix in (".pkl", ".pickle"):
+    if path.suffix.lower() in PICKLE_SUFFIXES:
         return "bapst-pickle"
-    raise ValueError(f"{path}: unknown file format (not HDF5, npz or pickle)")
+    if not head:
+        raise ValueError(f"{path}: empty file (an interrupted download or copy?)")
+    if head[:1] == b"\x80":
+        raise ValueError(f"{path}: this file is a pickle but is named {path.suffix or 'without a suffix'}; glasslab "
+                         f"opens pickles only when named {' or '.join(PICKLE_SUFFIXES)} (rename it if it is a Bapst file)")
+    raise ValueError(f"{path}: unknown file format (not HDF5, npz, or a pickle named {' or '.join(PICKLE_SUFFIXES)})")
 
 
 def read(path, temperature: float | None = None) -> list[Snapshot]:
     """Read any supported file into a list of snapshots.
 
-    GlassBench files do not store their temperature: pass ``temperature``.
+    GlassBench files do not store their temperature: pass ``temperature``. Safe on untrusted
+    files (see the module's "What is safe to open").
     """
     kind = sniff_format(path)
     if kind == "glasslab-h5":
@@ -551,10 +776,24 @@ def write_relaxation(path, records: list[Relaxation], provenance: dict | None = 
 
 
 def read_relaxation(path) -> list[Relaxation]:
-    """Read a relaxation file: one :class:`Relaxation` per temperature, hottest first."""
+    """Read a relaxation file: one :class:`Relaxation` per temperature, hottest first.
+
+    Safe on untrusted files (HDF5 holds arrays only); a corrupted file raises ``ValueError``
+    naming it.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    _check_path(path)
+    try:
+        return _read_relaxation(path)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: corrupted or unreadable HDF5 file ({_one_line(exc)})") from None
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: malformed relaxation file ({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+def _read_relaxation(path: Path) -> list[Relaxation]:
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != RELAXATION_FORMAT:
             raise ValueError(f"{path}: not a glasslab relaxation file (attribute 'format' is not {RELAXATION_FORMAT!r})")
@@ -571,7 +810,7 @@ def read_relaxation(path) -> list[Relaxation]:
                 box=g["box"][()],
                 snapshots=g["snapshots"][()].astype(np.float64),
                 curves={k: v[()] for k, v in g["curves"].items()},
-                meta=json.loads(g.attrs.get("meta", "{}")),
+                meta=_json_attr(g.attrs.get("meta", "{}"), path, f"{name}/meta"),
                 trajectory=g["trajectory"][()] if "trajectory" in g else None,
                 trajectory_dt=float(g.attrs["trajectory_dt"]) if "trajectory_dt" in g.attrs else None,
             ))
