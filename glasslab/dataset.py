@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -78,9 +79,17 @@ def load_graphs(path, cutoff: float = 2.0, positions: str = "thermal", node_scal
 
     The cache key is the file's SHA-256 plus the graph settings, so an edited file or
     other settings never return stale graphs. The cache lives in ``cache_dir``
-    (default :func:`glasslab.paths.cache_dir`) and is written atomically.
+    (default :func:`glasslab.paths.cache_dir`) and is written atomically. A cache file that
+    cannot be read back (truncated, corrupted, from another version, holding other settings
+    or non-finite labels) is rebuilt with a warning. Cache files are read with
+    ``torch.load(weights_only=True)`` (tensors and plain containers only: no code runs), and
+    data files with :func:`glasslab.io.read` (safe on untrusted files).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a data file (give a glob such as '{path}/*.h5')")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
     settings = {"cutoff": cutoff, "positions": positions, "node_scalars": list(node_scalars),
                 "temperature": temperature, "version": GRAPH_CACHE_VERSION}
     cache_file = None
@@ -88,15 +97,45 @@ def load_graphs(path, cutoff: float = 2.0, positions: str = "thermal", node_scal
         key = hashlib.sha256((_file_digest(path) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:24]
         cache_file = Path(cache_dir or default_cache_dir()) / "graphs" / f"{path.stem}-{key}.pt"
         if cache_file.exists():
-            stored = torch.load(cache_file, weights_only=True)
-            return [Data(**d) for d in stored["graphs"]]
+            graphs = _read_cache(cache_file, settings)
+            if graphs is not None:
+                return graphs
     snaps = io.read(path, temperature=temperature)
-    graphs = [snapshot_to_graph(s, cutoff, positions, node_scalars)
-              for s in tqdm(snaps, desc=f"graphs from {path.name}", disable=not progress, leave=False)]
+    graphs = []
+    for i, s in enumerate(tqdm(snaps, desc=f"graphs from {path.name}", disable=not progress, leave=False)):
+        try:
+            graphs.append(snapshot_to_graph(s, cutoff, positions, node_scalars))
+        except ValueError as exc:
+            raise ValueError(f"{path}: snapshot {i}: {exc}") from None
     if cache_file is not None:
         with atomic_path(cache_file) as tmp:
             torch.save({"settings": settings, "graphs": [g.to_dict() for g in graphs]}, tmp)
     return graphs
+
+
+def _read_cache(cache_file: Path, settings: dict) -> list[Data] | None:
+    """The graphs of a cache file, or None (with a warning) when it is unusable and must be rebuilt."""
+    try:
+        stored = torch.load(cache_file, weights_only=True)
+        if not isinstance(stored, dict) or stored.get("settings") != settings:
+            raise ValueError("written with other settings or by another glasslab version")
+        graphs = [Data(**d) for d in stored["graphs"]]
+        if not graphs:
+            raise ValueError("holds no graphs")
+        for g in graphs:
+            for name in ("pos", "y"):
+                value = getattr(g, name, None)
+                if value is not None and not torch.isfinite(value).all():
+                    raise ValueError(f"{name} holds NaN or inf")
+        return graphs
+    except Exception as exc:  # truncated or corrupted files raise many types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        warnings.warn(f"{cache_file}: unusable graph cache ({reason}); rebuilding it", stacklevel=3)
+        try:
+            cache_file.unlink()
+        except OSError:
+            pass
+        return None
 
 
 class GlassDataset(torch.utils.data.Dataset):
