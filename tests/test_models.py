@@ -101,6 +101,57 @@ def test_bapst_parameter_count():
     unused_edge_decoder = mlp([64, 64, 64], activate_final=True)
     assert count_parameters(BapstGNN()) == 62401
     assert count_parameters(BapstGNN()) + count_parameters(unused_edge_decoder) == 70721
+    assert count_parameters(BapstGNN(init="pytorch")) == 62401
+
+
+def test_bapst_deepmind_initialisation():
+    """Weights ~ truncated normal with std sqrt(1/fan_in), biases std sqrt(0.1/n_out), cut at 2 (raw) std,
+    as tf.variance_scaling_initializer(1.0) / (0.1) in DeepMind's glassy_dynamics/train.py."""
+    torch.manual_seed(0)
+    model = BapstGNN(hidden=256, n_steps=1)
+    core = model.core.edge_mlp[0]  # (256, 4 * 256 + 256): 327 680 weights
+    for tensor, target in ((core.weight, (1 / core.in_features) ** 0.5), (model.decoder[0].weight, (1 / 256) ** 0.5)):
+        assert abs(tensor.mean().item()) < 0.01 * target
+        assert tensor.std().item() == pytest.approx(target, rel=0.02)
+        assert tensor.abs().max().item() <= 2 * target / 0.87962566103423978 + 1e-7  # truncated at 2 raw std
+    biases = torch.cat([m.bias for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 256])
+    assert biases.std().item() == pytest.approx((0.1 / 256) ** 0.5, rel=0.1)
+    assert biases.abs().max().item() <= 2 * (0.1 / 256) ** 0.5 / 0.87962566103423978 + 1e-7
+    # PyTorch's default is a different, uniform law (bound 1/sqrt(fan_in)) and is still available
+    torch.manual_seed(0)
+    default = BapstGNN(hidden=256, n_steps=1, init="pytorch").core.edge_mlp[0].weight
+    assert default.abs().max().item() <= core.in_features ** -0.5
+    assert default.std().item() == pytest.approx((1 / (3 * core.in_features)) ** 0.5, rel=0.02)
+    # reset_parameters draws fresh weights from the same law; seeded draws repeat
+    torch.manual_seed(1)
+    model.reset_parameters()
+    again = BapstGNN(hidden=256, n_steps=1)
+    torch.manual_seed(1)
+    again.reset_parameters()
+    assert torch.equal(model.core.edge_mlp[0].weight, again.core.edge_mlp[0].weight)
+    with pytest.raises(ValueError, match="init"):
+        BapstGNN(init="xavier")
+
+
+def test_bapst_short_training_reduces_loss():
+    """A few dozen Adam steps with DeepMind's init and clipping fit a tiny structural target
+    (the standardised smooth coordination number) well below the loss of predicting the mean."""
+    graph = periodic_graph(100, seed=4, dtype=torch.float32)
+    coordination = scatter(torch.exp(-graph.edge_vec.square().sum(-1)), graph.edge_index[1], dim=0,
+                           dim_size=graph.num_nodes, reduce="sum")
+    target = ((coordination - coordination.mean()) / coordination.std())[:, None]
+    torch.manual_seed(0)
+    model = BapstGNN(hidden=16, n_steps=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(60):
+        loss = (model(graph) - target).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    assert min(losses[-10:]) < 0.5
 
 
 # --- forward passes --------------------------------------------------------------------------

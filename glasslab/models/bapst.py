@@ -3,16 +3,36 @@
 A PyTorch port of DeepMind's ``glassy_dynamics/graph_model.py``: an encoder–process–decoder
 graph network (Battaglia et al. 2018, "Relational inductive biases, deep learning, and graph
 networks") whose edges carry the raw relative vectors, so it is *not* rotation invariant
-(it can only learn invariance from data, see :class:`glasslab.symmetry.RandomRotation`).
+(it can only learn invariance from data, see :class:`glasslab.symmetry.CubeSymmetry`, the
+augmentation DeepMind used, and :class:`glasslab.symmetry.RandomRotation`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
 from glasslab.models.blocks import mlp
+
+# Standard deviation of a unit normal truncated to [-2, 2] (scipy.stats.truncnorm(-2, 2).std()):
+# TensorFlow's variance-scaling initialiser divides by it so that the *truncated* draw has the
+# requested standard deviation.
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def variance_scaling_(tensor: torch.Tensor, scale: float, fan: int) -> torch.Tensor:
+    """Fill ``tensor`` in place as TensorFlow 1's ``variance_scaling_initializer(scale)`` does.
+
+    A normal distribution truncated at two (pre-truncation) standard deviations, rescaled so
+    that the draw's standard deviation is ``sqrt(scale / fan)`` (TF's defaults: mode
+    ``fan_in``, distribution ``truncated_normal``).
+    """
+    std = math.sqrt(scale / max(1.0, fan)) / _TRUNCATED_STD
+    with torch.no_grad():
+        return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
 
 
 class GraphNetworkBlock(nn.Module):
@@ -61,6 +81,15 @@ class BapstGNN(nn.Module):
     (Table I) also counts an edge decoder MLP 64 → 64 → 64 (8 320 parameters) that the
     original code builds but never uses; it is not built here.
 
+    Initialisation (:meth:`reset_parameters`, ``init="deepmind"``, the default) is DeepMind's:
+    their ``train.py`` gives every ``snt.nets.MLP`` the initialisers
+    ``w = tf.variance_scaling_initializer(1.0)`` and ``b = tf.variance_scaling_initializer(0.1)``,
+    i.e. weights from a truncated normal of standard deviation sqrt(1 / fan_in) and biases from
+    one of standard deviation sqrt(0.1 / n_out) (TF counts a 1-D shape's length as its fan-in),
+    see :func:`variance_scaling_`. ``init="pytorch"`` keeps PyTorch's default for ``nn.Linear``
+    (uniform, variance 1 / (3 fan_in) for weights, biases as large as 1/sqrt(fan_in)), with
+    which this network did not train on glasslab's data.
+
     Differences from the original that do not change the architecture: glasslab graphs
     have no self-loops (the original joins each particle to itself with a zero vector) and
     store x_j − x_i on the edge j → i (the original stores x_i − x_j).
@@ -69,18 +98,44 @@ class BapstGNN(nn.Module):
         hidden: width h of every MLP layer (64).
         n_steps: number of message-passing steps (7).
         out_dim: number K of predicted timescales (1).
+        init: ``"deepmind"`` (variance scaling as in the original, the default) or
+            ``"pytorch"`` (PyTorch's default ``nn.Linear`` initialisation).
     """
 
-    def __init__(self, hidden: int = 64, n_steps: int = 7, out_dim: int = 1):
+    INITS = ("deepmind", "pytorch")
+
+    def __init__(self, hidden: int = 64, n_steps: int = 7, out_dim: int = 1, init: str = "deepmind"):
         super().__init__()
         if n_steps < 0:
             raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+        if init not in self.INITS:
+            raise ValueError(f"unknown init {init!r}; choose from {self.INITS}")
+        self.init = init
         self.n_steps = n_steps
         self.node_encoder = mlp([1, hidden, hidden], activate_final=True)
         self.edge_encoder = mlp([3, hidden, hidden], activate_final=True)
         self.core = GraphNetworkBlock(node_dim=2 * hidden, edge_dim=2 * hidden, hidden=hidden) if n_steps > 0 else None
         self.decoder = mlp([hidden, hidden, hidden], activate_final=True)
         self.head = nn.Linear(hidden, out_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw fresh weights with the initialisation named by ``self.init``.
+
+        ``"deepmind"``: every linear layer's weight (n_out, n_in) from a truncated normal with
+        standard deviation sqrt(1 / n_in), its bias from one with standard deviation
+        sqrt(0.1 / n_out), as ``variance_scaling_initializer(1.0)`` / ``(0.1)`` in DeepMind's
+        ``glassy_dynamics/train.py``. ``"pytorch"``: ``nn.Linear.reset_parameters``.
+        Uses the global torch random generator (seed it with ``torch.manual_seed``).
+        """
+        for module in self.modules():
+            if not isinstance(module, nn.Linear):
+                continue
+            if self.init == "pytorch":
+                module.reset_parameters()
+            else:
+                variance_scaling_(module.weight, 1.0, module.in_features)
+                variance_scaling_(module.bias, 0.1, module.out_features)
 
     def forward(self, data) -> torch.Tensor:
         """Predictions (num_nodes, K) for a PyG ``Data`` or ``Batch`` from :func:`glasslab.graph.build_graph`."""
