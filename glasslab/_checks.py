@@ -56,7 +56,8 @@ def number(value, name: str, minimum: float | None = None, strict: bool = True, 
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum:g}, got {value:g}")
+        bound = "positive" if (strict and minimum == 0) else f"{'>' if strict else '>='} {minimum:g}"
+        raise ValueError(f"{name} must be {bound}, got {value:g}")
     if maximum is not None and (value >= maximum if strict_max else value > maximum):
         raise ValueError(f"{name} must be {'<' if strict_max else '<='} {maximum:g}, got {value:g}")
     return value
