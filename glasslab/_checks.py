@@ -162,8 +162,8 @@ def train_config(cfg, models=None, monitors=None, positions=("thermal", "inheren
     cfg.data = paths(cfg.data, "data")
     if has("test_data"):
         cfg.test_data = paths(cfg.test_data, "test_data", optional=True)
-    if models is not None:
-        choice(cfg.model, "model", sorted(models))
+    if models is not None and cfg.model not in models:
+        raise ValueError(f"unknown model {cfg.model!r}; choose from {sorted(models)}{did_you_mean(cfg.model, models)}")
     if has("model_kwargs"):
         cfg.model_kwargs = model_kwargs(cfg.model, cfg.model_kwargs)
     if has("timescales") and cfg.timescales is not None:
@@ -221,8 +221,8 @@ def train_config(cfg, models=None, monitors=None, positions=("thermal", "inheren
         cfg.lr_factor = number(cfg.lr_factor, "lr_factor", minimum=0)
     if has("patience"):
         cfg.patience = integer(cfg.patience, "patience", minimum=1)
-    if monitors is not None and has("monitor"):
-        choice(cfg.monitor, "monitor", monitors)
+    if monitors is not None and has("monitor") and cfg.monitor not in monitors:
+        raise ValueError(f"unknown monitor {cfg.monitor!r}; choose from {list(monitors)}{did_you_mean(cfg.monitor, monitors)}")
     if has("warmup_epochs"):
         cfg.warmup_epochs = number(cfg.warmup_epochs, "warmup_epochs", minimum=0, strict=False)
     if has("batch_size"):
