@@ -19,13 +19,14 @@ def did_you_mean(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def unknown_keys(keys, known, where: str) -> None:
+def unknown_keys(keys, known, where: str, kind: str = "config") -> None:
     """ValueError naming every key of ``keys`` not in ``known``, with a suggestion for each."""
     unknown = sorted(set(keys) - set(known))
     if unknown:
-        parts = [f"{k!r}{did_you_mean(k, known)}" for k in unknown]
-        raise ValueError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(parts)}; "
-                         f"known keys: {', '.join(sorted(known))}")
+        hints = [did_you_mean(k, known) for k in unknown]
+        parts = [f"{k!r}{hint}" for k, hint in zip(unknown, hints)]
+        listing = "" if all(hints) else f"; known keys: {', '.join(sorted(known))}"
+        raise ValueError(f"{where}: unknown {kind} keys: {', '.join(parts)}{listing}")
 
 
 def _is_int(value) -> bool:
@@ -133,7 +134,7 @@ def model_kwargs(model: str, kwargs, name: str = "model_kwargs") -> dict:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return kwargs
     known = [k for k, p in params.items() if k not in ("self", "out_dim") and p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    unknown_keys(kwargs, known, f"{name} of model {model!r} ({cls_name})")
+    unknown_keys(kwargs, known, f"{name} of model {model!r} ({cls_name})", kind="constructor")
     for key, value in kwargs.items():
         default = params[key].default
         if default is inspect.Parameter.empty or default is None:
