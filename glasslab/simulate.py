@@ -506,8 +506,11 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
 
     Resumable: finished configurations and the next configuration live in ``<out>.parts/``
     until the final file is written (atomically); rerunning the same command after an
-    interruption continues from there, with the same numbers. A different config for the
-    same ``out`` is refused.
+    interruption continues from there, with the same numbers. ``n_configs`` may change
+    between runs (configuration i depends only on the seed and configuration i − 1): a long
+    run can be cut short (rerun with the number already finished, it merges them) and a
+    finished one written with ``keep_parts=True`` extended. Any other change of config for
+    the same ``out`` is refused.
 
     The file's metadata records the measured τ_α (from F_s(q=7.25, t) of the A particles
     in the NVE replicas, averaged over all configurations), the equilibration record, the
@@ -518,11 +521,13 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
     parts.mkdir(parents=True, exist_ok=True)
     state_file = parts / "state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else None
-    if state is not None and state["config"] != json.loads(json.dumps(cfg.physical())):
+    if state is not None and not _same_dataset(state["config"], cfg):
         raise ValueError(
             f"{parts}: holds an unfinished run with another configuration "
             f"({state['config']}); delete that folder or choose another output file"
         )
+    if state is not None:
+        state["config"]["n_configs"] = cfg.n_configs
     wall0 = time.time()
     types = initial_types(cfg.n_particles)
     box = np.full(3, ka.box_length(cfg.n_particles, cfg.density))
@@ -545,15 +550,13 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
         wall_start = time.time()
         for index in range(state["next"], cfg.n_configs):
             x0 = x_next
-            # the next configuration is prepared while the replicas of this one run
-            separation = None
-            if index + 1 < cfg.n_configs:
-                separation = engine.pool.submit(engine.separate, x0, cfg.separation_taus * tau,
-                                                np.random.SeedSequence([cfg.seed, index + 1, 2**31 - 3]))
+            # the next configuration is prepared while the replicas of this one run (also after
+            # the last one, so that a finished run can be extended with a larger n_configs)
+            separation = engine.pool.submit(engine.separate, x0, cfg.separation_taus * tau,
+                                            np.random.SeedSequence([cfg.seed, index + 1, 2**31 - 3]))
             snap = _sample_config(engine, cfg, index, x0, label_steps, steps)
             io.write_h5(parts / f"config_{index:05d}.h5", [snap])
-            if separation is not None:
-                x_next = np.mod(separation.result(), box)
+            x_next = np.mod(separation.result(), box)
             state["next"] = index + 1
             state["wall_time"] = wall_prev + time.time() - wall_start
             _save_state(parts, state, x_next)
@@ -563,6 +566,14 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
     finally:
         engine.close()
     return _merge(cfg, out, parts, state, hardware, keep_parts)
+
+
+def _same_dataset(recorded: dict, cfg: SimulationConfig) -> bool:
+    """Whether a recorded config and ``cfg`` make the same configurations: everything but
+    ``n_configs`` must agree (configuration i depends only on the seed and configuration
+    i − 1, so a run may be cut short or extended)."""
+    current = json.loads(json.dumps(cfg.physical()))
+    return {k: v for k, v in recorded.items() if k != "n_configs"} == {k: v for k, v in current.items() if k != "n_configs"}
 
 
 def _save_state(parts: Path, state: dict, next_positions: np.ndarray) -> None:
@@ -625,6 +636,26 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
     one τ_α is also kept, for 3D views. Written atomically as one glasslab relaxation file
     (see :func:`glasslab.io.write_relaxation`).
     """
+    from glasslab import _checks  # arguments checked before any MD is run
+
+    if isinstance(temperatures, (int, float)):
+        temperatures = [temperatures]
+    if not temperatures:
+        raise ValueError("relaxation_study: no temperatures given")
+    for t in temperatures:
+        _checks.number(t, "temperature", minimum=0)
+    for name, value in (("n_particles", n_particles), ("n_origins", n_origins), ("n_snapshots", n_snapshots),
+                        ("trajectory_frames", trajectory_frames), ("seed", seed)):
+        _checks.integer(value, name, minimum=1 if name != "seed" else 0)
+    for name, value in (("production_taus", production_taus), ("equilibration_taus", equilibration_taus), ("dt", dt)):
+        _checks.number(value, name, minimum=0)
+    if 0.5 * ka.box_length(n_particles) <= ka.MAX_CUTOFF:
+        raise ValueError(f"n_particles={n_particles} gives a box of {ka.box_length(n_particles):.3f}, "
+                         "too small for the 2.5 σ cutoff")
+    if trajectory_temperature is not None and not any(np.isclose(trajectory_temperature, t) for t in temperatures):
+        raise ValueError(f"trajectory_temperature {trajectory_temperature} is not one of the temperatures {list(temperatures)}")
+    if Path(out).is_dir():
+        raise ValueError(f"{out}: is a directory; give the output .h5 file")
     mm = _openmm()
     out = Path(out)
     temps = sorted({float(t) for t in temperatures}, reverse=True)

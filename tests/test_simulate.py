@@ -1,5 +1,7 @@
 """Physics checks of the OpenMM engine, fast, on CPU."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -160,6 +162,20 @@ def test_generate_is_reproducible_and_resumes_after_an_interruption(tiny_run, tm
         assert np.array_equal(a.positions, b.positions)
         assert np.array_equal(a.propensity, b.propensity)
         assert np.array_equal(a.positions_is, b.positions_is)
+
+
+def test_generate_can_be_cut_short_and_extended(tiny_run, tmp_path):
+    """n_configs may change between runs: one configuration, then extended to two, equals two at once."""
+    cfg, reference = tiny_run
+    out = tmp_path / "grown.h5"
+    simulate.generate(dataclasses.replace(cfg, n_configs=1), out, progress=False, keep_parts=True)
+    assert len(io.read_h5(out)) == 1
+    simulate.generate(cfg, out, progress=False)
+    grown, ref = io.read_h5(out), io.read_h5(reference)
+    assert len(grown) == 2
+    for a, b in zip(ref, grown):
+        assert np.array_equal(a.positions, b.positions) and np.array_equal(a.propensity, b.propensity)
+    assert io.read_h5_info(out)["provenance"]["config"]["n_configs"] == 2
 
 
 def test_generate_refuses_another_config_on_unfinished_parts(tmp_path):
