@@ -36,7 +36,7 @@ from glasslab import metrics
 from glasslab._atomic import atomic_path, write_json
 from glasslab.dataset import GlassDataset, load_graphs, split_indices
 from glasslab.io import read_h5_info, sniff_format
-from glasslab.models.blocks import count_parameters
+from glasslab.models.blocks import count_parameters, has_active_dropout, recalibrate_batch_norm
 from glasslab.paths import data_dir, default_device
 from glasslab.symmetry import RandomRotation
 
@@ -487,6 +487,8 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
             if cfg.schedule == "cosine":
                 scheduler.step()
             losses.append(loss.item())
+        if has_active_dropout(model) and not cfg.train_only_head:
+            recalibrate_batch_norm(model, [g.to(device) for g in splits.train])  # see its docstring
         val_loss, val_rho, val_spread = _evaluate_split(model, splits.val, mean, std, device)
         row = {"epoch": state["epoch"] + 1, "lr": lr_used, "train_loss": float(np.mean(losses)),
                "val_loss": val_loss, **{f"val_rho_{j}": float(r) for j, r in enumerate(val_rho)},

@@ -5,7 +5,7 @@
 """
 
 from glasslab.models.bapst import BapstGNN, GraphNetworkBlock
-from glasslab.models.blocks import BesselBasis, count_parameters, mlp
+from glasslab.models.blocks import BesselBasis, count_parameters, has_active_dropout, mlp, recalibrate_batch_norm
 from glasslab.models.se3 import EquivariantConvolution, SE3GNN, irrep_invariants, so3_irreps
 from glasslab.models.tensor_product import ChannelwiseTensorProduct
 
@@ -17,7 +17,9 @@ __all__ = [
     "GraphNetworkBlock",
     "SE3GNN",
     "count_parameters",
+    "has_active_dropout",
     "irrep_invariants",
     "mlp",
+    "recalibrate_batch_norm",
     "so3_irreps",
 ]
