@@ -3,6 +3,10 @@
 Each pretrained model is a checkpoint ``data/checkpoints/<name>.pt`` (weights, config,
 target statistics) with its results ``data/results/<name>.json`` (test metrics, split,
 hardware, wall time). ``publish`` copies a finished training run there.
+
+What is safe to open: checkpoints are read with ``torch.load(weights_only=True)`` (tensors and
+plain containers only), so a crafted ``.pt`` file cannot run code; it is refused with
+:class:`glasslab.io.UnsafeFileError`, and a truncated or foreign one raises ``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ def results(name: str) -> dict:
     path = _results() / f"{name}.json"
     if not path.is_file():
         raise ValueError(f"no results for {name!r}; available: {available()}")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); restore it from the repository") from None
 
 
 def load(name: str, device="cpu"):
