@@ -110,8 +110,8 @@ class Snapshot:
         def fail(msg):
             raise ValueError(f"{source}: {msg}")
 
-        if self.positions.ndim != 2 or self.positions.shape[1] != 3:
-            fail(f"positions must have shape (N, 3), got {self.positions.shape}")
+        if self.positions.ndim != 2 or self.positions.shape[1] != 3 or n == 0:
+            fail(f"positions must have shape (N, 3) with N >= 1, got {self.positions.shape}")
         if not np.isfinite(self.positions).all():
             fail(f"positions hold NaN or inf (particle {_first_bad(self.positions)})")
         if self.types.shape != (n,):
@@ -128,6 +128,8 @@ class Snapshot:
             k = len(self.times)
             if self.times.ndim != 1 or not np.isfinite(self.times).all() or np.any(np.diff(self.times) <= 0):
                 fail(f"times must be finite and strictly ascending, got {self.times.tolist()}")
+            if k and self.times[0] <= 0:
+                fail(f"times must be positive (time lags after t = 0), got {self.times.tolist()}")
             if self.propensity.shape != (n, k):
                 fail(f"propensity must have shape (N={n}, K={k}), got {self.propensity.shape}")
             if not np.isfinite(self.propensity).all():

@@ -540,3 +540,18 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_pretrained_unknown_name():
     with pytest.raises(ValueError, match="no pretrained model 'nope'; available"):
         pretrained.load("nope")
+
+
+def test_snapshot_edge_values():
+    s = snapshots(n_snap=1)[0]
+    with pytest.raises(ValueError, match="times must be positive"):
+        io.Snapshot(s.positions, s.types, s.box, 0.64, times=[-1.0, 1.0], propensity=s.propensity)
+    with pytest.raises(ValueError, match="N >= 1"):
+        io.Snapshot(np.zeros((0, 3)), np.zeros(0, int), s.box, 0.64)
+    with pytest.raises(ValueError, match="temperature must be a positive number, got nan"):
+        io.Snapshot(s.positions, s.types, s.box, float("nan"))
+
+
+def test_diverged_training_is_reported_not_a_missing_best_pt(tmp_path, data):
+    with pytest.raises(ValueError, match=r"tiny: no epoch gave a finite val_loss \(training diverged"):
+        train.train(tiny_config(data, lr=1e8, epochs=1), out_root=tmp_path / "runs", progress=False)
