@@ -249,6 +249,16 @@ class SimulationConfig:
     workers: int | None = None
 
     def __post_init__(self):
+        from glasslab import _checks  # types and ranges up front, before any MD is run
+
+        for name in ("n_particles", "n_configs", "replicas", "n_times", "seed"):
+            setattr(self, name, _checks.integer(getattr(self, name), name, minimum=0))
+        if self.workers is not None:
+            self.workers = _checks.integer(self.workers, "workers", minimum=1)
+        for name in ("temperature", "t_min", "t_max_over_tau", "equilibration_taus", "separation_taus", "dt",
+                     "density", "melt_temperature", "thermostat_rate"):
+            setattr(self, name, _checks.number(getattr(self, name), name, minimum=0))
+        self.melt_time = _checks.number(self.melt_time, "melt_time", minimum=0, strict=False)
         if self.replicas < 2 or self.replicas % 2:
             raise ValueError(f"replicas must be an even number >= 2 (split into two halves), got {self.replicas}")
         if self.n_configs < 1 or self.n_times < 1 or self.n_particles < 2:

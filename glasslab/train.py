@@ -32,7 +32,7 @@ import torch
 from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
-from glasslab import metrics
+from glasslab import _checks, metrics
 from glasslab._atomic import atomic_path, write_json
 from glasslab.dataset import GlassDataset, load_graphs, split_indices
 from glasslab.io import read_h5_info, sniff_format
@@ -109,6 +109,7 @@ class TrainConfig:
     temperature: float | None = None
 
     def __post_init__(self):
+        _checks.train_config(self, MODELS, MONITORS)  # types, ranges, run name, model_kwargs keys
         if isinstance(self.data, (str, Path)):
             self.data = [str(self.data)]
         if isinstance(self.test_data, (str, Path)):
@@ -133,21 +134,31 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path) -> "TrainConfig":
-        """Read a config from a TOML or JSON file; relative data paths are kept as written."""
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix == ".toml":
-            import tomllib
+        """Read a config from a TOML or JSON file; relative data paths are kept as written.
 
-            raw = tomllib.loads(text)
-        else:
-            raw = json.loads(text)
-        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        Every error (syntax, unknown key with a "did you mean", bad value) names the file."""
+        path = Path(path)
+        if path.is_dir() or not path.is_file():
+            raise FileNotFoundError(f"{path}: {'is a directory, not a config file' if path.is_dir() else 'no such config file'}")
+        try:
+            text = path.read_text()
+            if path.suffix == ".toml":
+                import tomllib
+
+                raw = tomllib.loads(text)
+            else:
+                raw = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+            raise ValueError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: a config must be a table of keys, got {type(raw).__name__}")
+        _checks.unknown_keys(raw, [f.name for f in dataclasses.fields(cls)], str(path))
         if "name" not in raw:
             raw["name"] = path.stem
-        return cls(**raw)
+        try:
+            return cls(**raw)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -419,12 +430,16 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
 
     Returns the results dict also written to ``<out_root>/<name>/results.json``.
     """
-    out = Path(out_root) / cfg.name
-    out.mkdir(parents=True, exist_ok=True)
-    config_file = out / "config.json"
-    if config_file.exists() and not _same_run(json.loads(config_file.read_text()), cfg.to_dict()):
-        raise ValueError(f"{out}: holds a run with another config; choose another name or delete the folder")
-    write_json(config_file, cfg.to_dict())
+    out = Path(out_root) / _checks.run_name(cfg.name)
+    _checks.inside(out, out_root, "run folder")
+    config_file = out / "config.json"  # written once the run has started, so a failed start blocks no name
+    if config_file.exists():
+        try:
+            old_config = json.loads(config_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{config_file}: unreadable ({exc}); delete the run folder {out} to start afresh") from None
+        if not _same_run(old_config, cfg.to_dict()):
+            raise ValueError(f"{out}: holds a run with another config; choose another name or delete the folder")
     device = torch.device(device) if device is not None else default_device()
 
     torch.manual_seed(cfg.seed)
@@ -436,8 +451,8 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     model = build_model(cfg.model, out_dim=k, **cfg.model_kwargs).to(device)
     params = model.parameters()
     if cfg.init_from:
-        start = torch.load(cfg.init_from, map_location=device, weights_only=True)
-        model.load_state_dict(start["model"])
+        start = _checks.load_torch_file(cfg.init_from, "init_from checkpoint", map_location=device)
+        _checks.load_weights(model, start.get("model"), cfg.init_from, "init_from checkpoint")
         if cfg.train_only_head:
             for p in model.parameters():
                 p.requires_grad_(False)
@@ -454,17 +469,26 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
              "monitor": cfg.monitor}
     last = out / "last.pt"
     if last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        order_gen.set_state(ckpt["order_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        if train_set.transform is not None:
-            train_set.transform.generator.set_state(ckpt["augment_rng"])
-        state = ckpt["state"]
+        # weights_only: last.pt holds tensors and plain containers only, so a crafted file cannot run code
+        fix = f"delete {last} to restart the run from scratch (or choose another name)"
+        ckpt = _checks.load_torch_file(last, "resume state", map_location=device, hint=fix)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            order_gen.set_state(ckpt["order_rng"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            if train_set.transform is not None:
+                train_set.transform.generator.set_state(ckpt["augment_rng"])
+            state = dict(ckpt["state"])
+            state["epoch"], state["wall"] = int(state["epoch"]), float(state["wall"])
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"resume state {last}: does not fit this run ({type(exc).__name__}: "
+                             f"{_checks._first_line(exc)}); {fix}") from None
         if state.get("monitor", "val_loss") != cfg.monitor:
             state.update(best_val=float("inf"), stale=0, monitor=cfg.monitor)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(config_file, cfg.to_dict())  # the start succeeded: the name is now this run's
     mean_d, std_d = mean.to(device), std.to(device)
     t_start = time.time() - state["wall"]
     stop_reason = "epochs"
@@ -524,6 +548,10 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
             break
     bar.close()
 
+    if not (out / "best.pt").is_file():  # no epoch gave a finite validation score
+        raise ValueError(f"{out}: no epoch gave a finite {cfg.monitor} (training diverged? last train_loss "
+                         f"{state['history'][-1]['train_loss'] if state['history'] else 'none'}); lower lr or "
+                         f"set grad_clip, and delete {out} to start afresh")
     best = torch.load(out / "best.pt", map_location=device, weights_only=True)
     model.load_state_dict(best["model"])
     results = evaluate_graphs(model, splits.test, mean, std, device)
@@ -594,11 +622,21 @@ def evaluate_graphs(model, graphs, mean, std, device, n_bootstrap: int = 1000, s
 
 
 def load_checkpoint(path, device="cpu"):
-    """A trained model (eval mode) and its checkpoint dict (config, target statistics, metadata)."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    """A trained model (eval mode) and its checkpoint dict (config, target statistics, metadata).
+
+    Read with ``weights_only=True`` (tensors and plain containers: a crafted file cannot run code);
+    a truncated, foreign or mismatched checkpoint raises ``ValueError`` naming the file."""
+    ckpt = _checks.load_torch_file(path, "checkpoint", map_location=device)
+    missing = [k for k in ("model", "config", "out_dim", "times", "target_mean", "target_std") if k not in ckpt]
+    if missing or not isinstance(ckpt["config"], dict) or "model" not in ckpt["config"]:
+        raise ValueError(f"checkpoint {path}: not a glasslab checkpoint (missing {missing or ['config.model']}); "
+                         "give a best.pt written by glasslab train")
     cfg = ckpt["config"]
-    model = build_model(cfg["model"], out_dim=ckpt["out_dim"], **cfg["model_kwargs"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = build_model(cfg["model"], out_dim=ckpt["out_dim"], **cfg.get("model_kwargs", {}))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint {path}: its config does not build a model ({exc})") from None
+    _checks.load_weights(model, ckpt["model"], path, "checkpoint")
     return model.to(device).eval(), ckpt
 
 
