@@ -229,7 +229,7 @@ def train_config(cfg, models=None, monitors=None, positions=("thermal", "inheren
     if has("batch_size"):
         cfg.batch_size = integer(cfg.batch_size, "batch_size", minimum=1)
     if has("grad_clip") and cfg.grad_clip is not None:
-        cfg.grad_clip = number(cfg.grad_clip, "grad_clip", minimum=0)
+        cfg.grad_clip = number(cfg.grad_clip, "grad_clip", minimum=0, strict=False)
     if has("max_minutes") and cfg.max_minutes is not None:
         cfg.max_minutes = number(cfg.max_minutes, "max_minutes", minimum=0)
     if has("temperature") and cfg.temperature is not None:

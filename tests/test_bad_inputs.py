@@ -553,5 +553,5 @@ def test_snapshot_edge_values():
 
 
 def test_diverged_training_is_reported_not_a_missing_best_pt(tmp_path, data):
-    with pytest.raises(ValueError, match=r"tiny: no epoch gave a finite val_loss \(training diverged"):
+    with pytest.raises(ValueError, match=r"tiny: no epoch gave a finite val_rho \(training diverged"):
         train.train(tiny_config(data, lr=1e8, epochs=1), out_root=tmp_path / "runs", progress=False)

@@ -168,11 +168,37 @@ def test_shipped_data_entries_resolve_from_any_folder(tmp_path, monkeypatch):
     assert train.expand_paths(["other/x.h5"]) == ["other/x.h5"]
 
 
-def test_bapst_trains_with_rotation_augmentation_by_default(tmp_path):
+def test_bapst_trains_with_cube_augmentation_and_clipping_by_default(tmp_path):
     data = write_dataset(tmp_path / "d.h5", n_snap=5)
     res = train.train(config(data, name="bapst", model="bapst", model_kwargs={"hidden": 8, "n_steps": 1}, epochs=2),
                       out_root=tmp_path, progress=False)
-    assert res["config"]["rotation_augmentation"] is None and res["epochs_run"] == 2
+    assert res["config"]["rotation_augmentation"] == "cube" and res["config"]["grad_clip"] == 1.0
+    assert res["epochs_run"] == 2
+
+
+def test_recipes_fill_unset_fields_and_explicit_values_win():
+    paper = train.TrainConfig(name="p", data=["x.h5"], recipe="paper", model_kwargs={"lmax": 1})
+    assert (paper.lr, paper.model_kwargs["dropout"], paper.grad_clip) == (1e-3, 0.5, 0.0)
+    default = train.TrainConfig(name="d", data=["x.h5"], model_kwargs={"lmax": 1})
+    assert default.recipe == "glasslab" and default.model_kwargs == {"lmax": 1, "dropout": 0.0}
+    assert default.lr == 3e-3 and default.monitor == "val_rho"
+    mine = train.TrainConfig(name="m", data=["x.h5"], recipe="paper", lr=2e-3, model_kwargs={"dropout": 0.1})
+    assert mine.lr == 2e-3 and mine.model_kwargs["dropout"] == 0.1 and mine.weight_decay == 1e-7
+    # a config written out holds explicit values only, and reads back as the same run
+    again = train.TrainConfig(**mine.to_dict())
+    assert again.to_dict() == mine.to_dict()
+    with pytest.raises(ValueError, match="unknown recipe"):
+        train.TrainConfig(name="x", data=["x.h5"], recipe="fast")
+
+
+def test_collapse_detector():
+    flat = [{"train_loss": 1.0, "val_spread": 0.01}] * 3
+    assert "collapsed" in train.collapse_message(flat)
+    assert train.collapse_message(flat[:2]) is None  # too early to tell
+    assert train.collapse_message([{"train_loss": 0.8, "val_spread": 0.4}] * 3) is None
+    preds = [np.array([[1.0], [1.0], [2.0]])]
+    assert train.prediction_spread([np.full((3, 1), 0.3)], [np.ones(3, bool)], [1.0]) == 0.0
+    assert train.prediction_spread(preds, [np.array([True, True, False])], [1.0]) == 0.0
 
 
 def test_publish_and_load_pretrained(tmp_path, monkeypatch):
