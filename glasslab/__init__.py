@@ -6,12 +6,21 @@ Modules (one job each): :mod:`glasslab.ka` (Kob–Andersen constants), :mod:`gla
 :mod:`glasslab.analysis` (g(r), S(q), MSD, F_s, τ_α, χ4, noise ceiling),
 :mod:`glasslab.features` (expert descriptors), :mod:`glasslab.models` (BapstGNN, SE3GNN),
 :mod:`glasslab.train`, :mod:`glasslab.metrics`, :mod:`glasslab.pretrained`,
-:mod:`glasslab.viz` (plots and 3D widgets) and :mod:`glasslab.cli`.
+:mod:`glasslab.viz` (plots and 3D widgets), :mod:`glasslab.data` (the shipped data, downloaded
+outside a clone), :mod:`glasslab.threads` (the CPU thread policy) and :mod:`glasslab.cli`.
+
+Importing glasslab applies its CPU thread policy once (:func:`glasslab.threads.configure`: one
+thread per process on a machine with at most 2 cores or a busy one, unless ``OMP_NUM_THREADS``
+is set; ``GLASSLAB_THREADS=N`` or ``GLASSLAB_THREADS=auto`` to choose).
 """
 
 __version__ = "0.1.0"
 
-from glasslab import pretrained  # noqa: E402  (light: torch is imported only when a model is loaded)
-from glasslab.paths import data_dir, default_device  # noqa: E402
+from glasslab import threads  # noqa: E402
 
-__all__ = ["__version__", "data_dir", "default_device", "pretrained"]
+threads.configure()
+
+from glasslab import data, pretrained  # noqa: E402  (light: torch is imported only when a model is loaded)
+from glasslab.paths import cache_dir, data_dir, default_device  # noqa: E402
+
+__all__ = ["__version__", "cache_dir", "data", "data_dir", "default_device", "pretrained", "threads"]

@@ -213,11 +213,19 @@ def test_spherical_harmonic_mesh_radius_is_abs_ylm(l, m):
 
 def test_spherical_harmonic_view_mesh_and_sign_colours():
     view = widgets.spherical_harmonic_view(2, 1, resolution=8, show_axes=False)
-    (custom,), = js_calls(view, "addCustom")
+    customs = [spec for (spec,) in js_calls(view, "addCustom")]
     mesh = view.scene
-    assert len(custom["vertexArr"]) == len(mesh.vertices) and len(custom["faceArr"]) == 3 * len(mesh.faces)
-    positive = {k: round(v, 3) for k, v in zip("rgb", matplotlib.colors.to_rgb(widgets.SIGN_COLOURS[0]))}
-    assert [c == positive for c in custom["colorArr"]] == (mesh.values >= 0).tolist()
+    # two single-colour meshes (3Dmol.js ignores per-vertex colours of custom shapes)
+    assert [c["color"] for c in customs] == list(widgets.SIGN_COLOURS)
+    assert all("colorArr" not in c for c in customs)
+    assert sum(len(c["faceArr"]) for c in customs) == 3 * len(mesh.faces)
+    positive = mesh.values[mesh.faces].mean(axis=1) >= 0
+    assert len(customs[0]["faceArr"]) == 3 * positive.sum()
+    for c in customs:
+        assert len(c["normalArr"]) == len(c["vertexArr"]) and max(c["faceArr"]) < len(c["vertexArr"])
+    # scaled to SH_SCALE so that zoomTo fills the canvas (3Dmol zooms to >= 5 units)
+    radii = [np.linalg.norm([v["x"], v["y"], v["z"]]) for c in customs for v in c["vertexArr"]]
+    assert max(radii) == pytest.approx(widgets.SH_SCALE, rel=1e-3)
     assert 0 < (mesh.values >= 0).sum() < len(mesh.values)
     assert len(js_calls(widgets.spherical_harmonic_view(2, 1, resolution=8), "addArrow")) == 3
     with pytest.raises(ValueError, match="order m"):

@@ -523,25 +523,65 @@ def _add_axes(view, length: float) -> None:
                              "showBackground": False, "inFront": True})
 
 
+SH_SCALE = 4.0
+"""Spherical-harmonic surfaces are drawn scaled to a largest radius of ``SH_SCALE``: 3Dmol.js
+zooms to at least 5 length units, so a unit-size shape would fill a corner of the canvas."""
+
+
+def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit normals per vertex (area-weighted face normals), turned outwards (away from the origin)."""
+    a, b, c = (vertices[faces[:, k]] for k in range(3))
+    face_normals = np.cross(b - a, c - a)
+    normals = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_normals)
+    flip = np.einsum("ij,ij->i", normals, vertices) < 0
+    normals[flip] *= -1
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    fallback = vertices / np.maximum(np.linalg.norm(vertices, axis=1, keepdims=True), 1e-12)
+    return np.where(length > 1e-12, normals / np.maximum(length, 1e-12), fallback)
+
+
+def _sign_meshes(mesh: SphericalHarmonicMesh, scale: float) -> list[dict]:
+    """Two single-colour ``addCustom`` specs: the faces where Y_lm > 0 (red), and < 0 (blue).
+
+    3Dmol.js ignores per-vertex colours of custom shapes (they render black), so each sign is its
+    own mesh with one ``color``; a face goes to the sign of the mean of its three vertex values.
+    """
+    vertices = mesh.vertices * scale
+    normals = _vertex_normals(vertices, mesh.faces)
+    positive = mesh.values[mesh.faces].mean(axis=1) >= 0
+    specs = []
+    for keep, colour in ((positive, SIGN_COLOURS[0]), (~positive, SIGN_COLOURS[1])):
+        faces = mesh.faces[keep]
+        if not len(faces):
+            continue
+        used, local = np.unique(faces, return_inverse=True)
+        specs.append({
+            "vertexArr": [_point(v) for v in vertices[used]],
+            "normalArr": [_point(n) for n in normals[used]],
+            "faceArr": local.reshape(-1).tolist(),
+            "color": colour,
+        })
+    return specs
+
+
 def spherical_harmonic_view(l: int, m: int, resolution: int = 24, show_axes: bool = True,
                             width: int = 400, height: int = 400) -> SceneView:
     """The real spherical harmonic Y_lm as the surface ``r = |Y_lm|``, coloured by its sign.
 
-    Positive lobes are :data:`SIGN_COLOURS` [0] (red), negative ones [1] (blue); arrows show
-    e3nn's x, y (polar) and z axes. Conventions: :func:`spherical_harmonic`. ``scene`` holds
-    the :class:`SphericalHarmonicMesh`.
+    Positive lobes are :data:`SIGN_COLOURS` [0] (red), negative ones [1] (blue), drawn as two
+    single-colour meshes; the surface is scaled to a largest radius :data:`SH_SCALE` and the view
+    zoomed to it; arrows show e3nn's x, y (polar) and z axes. Conventions:
+    :func:`spherical_harmonic`. ``scene`` holds the (unscaled) :class:`SphericalHarmonicMesh`.
     """
     mesh = spherical_harmonic_mesh(l, m, resolution)
-    rgb = {sign: {k: round(v, 3) for k, v in zip("rgb", matplotlib.colors.to_rgb(c))}
-           for sign, c in zip((True, False), SIGN_COLOURS)}
+    scale = SH_SCALE / max(float(np.abs(mesh.values).max()), 1e-12)
     view = SceneView(width, height)
-    view.addCustom({
-        "vertexArr": [_point(v) for v in mesh.vertices],
-        "faceArr": mesh.faces.ravel().tolist(),
-        "colorArr": [rgb[bool(s)] for s in mesh.values >= 0],
-    })
+    for spec in _sign_meshes(mesh, scale):
+        view.addCustom(spec)
     if show_axes:
-        _add_axes(view, 1.3 * max(float(np.abs(mesh.values).max()), 0.05))
+        _add_axes(view, 1.3 * SH_SCALE)
     _add_legend(view, f"Y_lm, l = {mesh.l}, m = {mesh.m} (e3nn, y polar)",
                 [("positive", SIGN_COLOURS[0]), ("negative", SIGN_COLOURS[1])])
     view.zoomTo()
