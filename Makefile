@@ -1,19 +1,28 @@
 # glasslab: the two commands of the README, and a few more.
-#   make book   build the course (every notebook executed) into book/_build/html
-#   make test   unit tests + every notebook through nbval
-#   make lab    JupyterLab on the same environment
-# Both create .venv when missing. CUDA users: make book TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
-# (or install the torch they want into .venv first: an installed torch is kept).
+#   make book        build the course into book/_build/html, re-executing only the notebooks that
+#                    changed since the last build (execution cache in book/_build/.jupyter_cache)
+#   make book-full   the same, every notebook re-executed (what CI and a release do)
+#   make test        unit tests + every notebook through nbval
+#   make lab         JupyterLab on the same environment
+#   make check-book  a small book (chapter 8 and a rendering sample) built and checked in headless Chromium
+# All create .venv when missing. torch: the CPU build by default on Linux (PyTorch's CPU wheel index);
+# CUDA users: make book TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 (or install the torch
+# they want into .venv first: an installed torch is kept). Tested versions: CONSTRAINTS=constraints.txt.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+ifeq ($(shell uname -s),Linux)
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+else
 TORCH_INDEX_URL ?=
+endif
+CONSTRAINTS ?=
 STAMP := $(VENV)/.glasslab-installed
 NOTEBOOK_TIMEOUT ?= 600
 
-.PHONY: setup book test unit notebooks lab bench clean
+.PHONY: setup book book-full book-config check-book test unit notebooks lab bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,15 +33,27 @@ $(STAMP): pyproject.toml
 		echo "installing $(TORCH)"; \
 		$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),); \
 	fi
-	$(BIN)/python -m pip install --quiet -e ".[book,test,sim]"
+	$(BIN)/python -m pip install --quiet -e ".[book,test,sim]" $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 	@touch $@
 
 setup: $(STAMP)
 
-book: $(STAMP)
+book: $(STAMP) book-config
 	$(BIN)/jupyter-book build book/
 	@echo
 	@echo "The course is built. Open: file://$(CURDIR)/book/_build/html/index.html"
+
+book-full: $(STAMP) book-config
+	$(BIN)/jupyter-book clean --all book/
+	$(MAKE) book
+
+# book/_config.yml and book/_toc.yml are copies of the top-level files (symlinks break Windows clones)
+book-config:
+	@cmp -s _config.yml book/_config.yml || cp _config.yml book/_config.yml
+	@cmp -s _toc.yml book/_toc.yml || cp _toc.yml book/_toc.yml
+
+check-book: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python tests/check_book_render.py
 
 test: unit notebooks
 
@@ -49,4 +70,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf book/_build
+	rm -rf book/_build   # the built book and its execution cache (~/.cache/glasslab holds graph caches and downloads)

@@ -13,12 +13,15 @@ NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 COLAB_CELL = '''# Set-up: on Google Colab, fetch glasslab (code and data) and install it; elsewhere nothing happens.
 import sys
 if "google.colab" in sys.modules:
-    import subprocess
-    subprocess.run(["git", "clone", "--depth", "1", "https://github.com/glasslab-course/glasslab", "/content/glasslab"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/glasslab[sim]"], check=True)
-    sys.path.insert(0, "/content/glasslab")
+    import os, shutil, subprocess
+    if not os.path.isdir("/content/glasslab/.git"):  # cloned once: re-running after a restart is fine
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/glasslab-course/glasslab", "/content/glasslab"], check=True)
+    extras = "sim,cuda" if shutil.which("nvidia-smi") else "sim"  # OpenMM's CUDA platform on a GPU runtime
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"/content/glasslab[{extras}]"], check=True)
+    if "/content/glasslab" not in sys.path:
+        sys.path.insert(0, "/content/glasslab")
     from google.colab import output
-    output.enable_custom_widget_manager()  # ipywidgets 8 widgets (the 3D viewers) in Colab'''
+    output.enable_custom_widget_manager()  # the 3D viewers (ipywidgets) in Colab'''
 
 
 def _name(requirement: str) -> str:
@@ -45,9 +48,11 @@ def test_environment_yml_lists_the_pyproject_dependencies():
 
 
 def test_book_configuration_is_single_source():
+    # plain copies, not symlinks (a Windows clone turns symlinks into text files): kept identical
     for name in ("_config.yml", "_toc.yml"):
-        link = ROOT / "book" / name
-        assert link.is_symlink() and link.resolve() == (ROOT / name).resolve()
+        copy = ROOT / "book" / name
+        assert not copy.is_symlink(), f"book/{name} must be a plain file (symlinks break Windows clones)"
+        assert copy.read_bytes() == (ROOT / name).read_bytes(), f"book/{name} differs from {name}: copy it over"
 
 
 def test_every_toc_entry_exists():
@@ -79,3 +84,24 @@ def test_every_notebook_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
     for path in NOTEBOOKS:
         assert re.search(rf"file:\s*{path.stem}\b", toc), f"{path.name} is not in _toc.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_solution_is_folded(path):
+    """Code and output of a solution are hidden: in the built book (the ``hide-cell`` tag, one
+    dropdown for both) and in JupyterLab and Colab (``jupyter.source_hidden``/``outputs_hidden``,
+    ``cellView: form``); every exercise is followed by its ``# Solution`` cell."""
+    cells = json.loads(path.read_text())["cells"]
+    text = [c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in cells]
+    for i, (cell, source) in enumerate(zip(cells, text)):
+        if cell["cell_type"] == "markdown" and re.search(r"\{admonition\}\s*Exercise", source):
+            following = next((j for j in range(i + 1, len(cells)) if cells[j]["cell_type"] == "code"), None)
+            assert following is not None and text[following].lstrip().startswith("# Solution"), \
+                f"cell {i}: an exercise without a '# Solution' code cell after it"
+        if cell["cell_type"] == "code" and source.lstrip().startswith("# Solution"):
+            meta = cell.get("metadata", {})
+            assert "hide-cell" in meta.get("tags", []), f"cell {i}: a solution needs the hide-cell tag"
+            assert not {"hide-input", "hide-output"} & set(meta.get("tags", [])), f"cell {i}: use hide-cell only"
+            assert meta.get("jupyter", {}).get("source_hidden") is True, f"cell {i}: jupyter.source_hidden"
+            assert meta.get("jupyter", {}).get("outputs_hidden") is True, f"cell {i}: jupyter.outputs_hidden"
+            assert meta.get("cellView") == "form", f"cell {i}: cellView form (collapsed in Colab)"
