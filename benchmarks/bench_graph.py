@@ -8,7 +8,7 @@ import os
 import platform
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+from glasslab import threads  # noqa: E402  (glasslab's CPU thread policy, applied before numpy/torch load)
 
 import numpy as np  # noqa: E402
 
@@ -49,7 +49,7 @@ def main(n=4096, density=1.2, cutoff=2.0):
     print(f"  glasslab.graph.radius_graph : {1e3 * t_fast:8.1f} ms per graph (target <= 50 ms, one core)")
     print(f"  brute force O(N^2)          : {1e3 * t_ref:8.1f} ms per graph")
     print(f"  speed-up (brute / glasslab) : {t_ref / t_fast:8.1f}x")
-    print(f"  hardware: {os.cpu_count()} cores, {cpu}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    print(f"  hardware: {os.cpu_count()} cores, {cpu}; {threads.configure()}")
 
 
 if __name__ == "__main__":

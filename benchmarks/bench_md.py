@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from glasslab import io, ka, paths, simulate
+from glasslab import io, ka, paths, simulate, threads
 
 
 def initial_configuration(n_lattice: int = 1000):
@@ -117,6 +117,7 @@ def main():
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--temperature", type=float, default=0.64)
     args = parser.parse_args()
+    print(threads.configure(), "(torch; OpenMM contexts set their own thread counts below)")
 
     positions, types, box, source = initial_configuration()
     n = len(positions)

@@ -9,7 +9,7 @@ median time per graph and the ratios to BapstGNN and to the plain e3nn path. Pas
 models are interleaved, so that a change of machine load affects all of them alike; on a CPU the
 process CPU time is printed too (it is insensitive to other processes when torch uses one thread).
 
-    python benchmarks/bench_models.py [--n 4096] [--repeats 3] [--device cpu cuda] [--threads 1]
+    python benchmarks/bench_models.py [--n 4096] [--repeats 3] [--device cpu cuda] [--threads N]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch_geometric.utils import scatter
 
+from glasslab import threads
 from glasslab import ka
 from glasslab.graph import build_graph
 from glasslab.models import BapstGNN, SE3GNN, count_parameters
@@ -89,9 +90,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4096, help="number of particles")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per model (median reported)")
     parser.add_argument("--device", nargs="+", default=["cpu", "cuda"], help="devices to time (cuda skipped when absent)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: glasslab's thread policy, GLASSLAB_THREADS)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        os.environ["GLASSLAB_THREADS"] = str(args.threads)
+    policy = threads.configure()
+    print(policy)
 
     graph = random_liquid_graph(args.n)
     print(f"N = {args.n}, E = {graph.num_edges} directed edges; torch {torch.__version__}; "

@@ -8,7 +8,7 @@ epoch's wall time (graphs cached, warm-up done) gives the throughput in training
 second, validation included. Prints both and their ratio; also lists the wall time and hardware
 recorded by each shipped training run (``data/results``).
 
-    python benchmarks/bench_train.py [--n 4096] [--snapshots 6] [--device cpu|cuda] [--threads 1]
+    python benchmarks/bench_train.py [--n 4096] [--snapshots 6] [--device cpu|cuda] [--threads N]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glasslab import threads
 from glasslab import io, ka, paths
 from glasslab.train import TrainConfig, hardware, train
 
@@ -57,11 +58,15 @@ def main():
     parser.add_argument("--n", type=int, default=4096)
     parser.add_argument("--snapshots", type=int, default=6, help="split 50/40/10 into train/validation/test")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: glasslab's thread policy, GLASSLAB_THREADS)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        os.environ["GLASSLAB_THREADS"] = str(args.threads)
+    policy = threads.configure()
+    print(policy)
     device = args.device or str(paths.default_device())
-    print(f"N = {args.n}, {args.snapshots} snapshots; device {device}; {hardware()}; torch threads {args.threads}")
+    print(f"N = {args.n}, {args.snapshots} snapshots; device {device}; {hardware()}; torch threads {torch.get_num_threads()}")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -16,9 +16,14 @@ is set; ``GLASSLAB_THREADS=N`` or ``GLASSLAB_THREADS=auto`` to choose).
 
 __version__ = "0.1.0"
 
+import warnings  # noqa: E402
+
 from glasslab import threads  # noqa: E402
 
-threads.configure()
+try:
+    threads.configure()
+except ValueError as _exc:  # a mistyped GLASSLAB_THREADS must not make glasslab unimportable
+    warnings.warn(f"{_exc}; the thread policy was not applied", stacklevel=2)
 
 from glasslab import data, pretrained  # noqa: E402  (light: torch is imported only when a model is loaded)
 from glasslab.paths import cache_dir, data_dir, default_device  # noqa: E402

@@ -21,6 +21,19 @@ from pathlib import Path
 
 EXIT_ERROR = 2
 
+EXAMPLES = """\
+commands, with an example each (glasslab COMMAND --help for all options):
+  simulate    glasslab simulate --temperature 0.64 --n-configs 4 --out my_T0.64.h5
+  relaxation  glasslab relaxation --temperatures 1.0 0.8 0.64 --out my_relaxation.h5
+  train       glasslab train configs/ka064_se3_lmax1.toml --epochs 5
+  evaluate    glasslab evaluate runs/ka064_se3_lmax1/best.pt data/ka3d_T0.80.h5
+  ridge       glasslab ridge data/ka3d_T0.64.h5 --out ridge.json
+  info        glasslab info data/ka3d_T0.64.h5
+
+CPU threads: one per process on a machine with at most 2 cores or a busy one (an OMP_NUM_THREADS
+you set is kept); GLASSLAB_THREADS=N or GLASSLAB_THREADS=auto to choose.
+"""
+
 
 class UsageError(ValueError):
     """A bad command-line argument (reported as ``argument --name: problem``)."""
@@ -257,8 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
-    parser = argparse.ArgumentParser(prog="glasslab", description=__doc__,
+    from glasslab import __version__
+
+    parser = argparse.ArgumentParser(prog="glasslab", description=__doc__.replace("``", ""), epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"glasslab {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -344,7 +360,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv=None) -> int:
+    from glasslab import threads
+
     args = build_parser().parse_args(argv)
+    try:
+        threads.configure()  # the CPU thread policy (GLASSLAB_THREADS)
+    except ValueError as exc:
+        print(f"glasslab: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     debug = bool(getattr(args, "debug", False))
     args.debug = debug
     try:

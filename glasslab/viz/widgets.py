@@ -517,7 +517,8 @@ def _add_axes(view, length: float) -> None:
     for axis, (name, colour) in enumerate((("x", "#e41a1c"), ("y (polar)", "#4daf4a"), ("z", "#377eb8"))):
         tip = np.zeros(3)
         tip[axis] = length
-        view.addArrow({"start": _point(np.zeros(3)), "end": _point(tip), "radius": 0.01 * length / 0.5,
+        # from -tip: the axes (and so the box zoomTo fits) are symmetric about the origin
+        view.addArrow({"start": _point(-tip), "end": _point(tip), "radius": 0.01 * length / 0.5, "mid": 0.93,
                        "color": colour})
         view.addLabel(name, {"position": _point(1.08 * tip), "fontSize": 12, "fontColor": colour,
                              "showBackground": False, "inFront": True})
@@ -581,7 +582,7 @@ def spherical_harmonic_view(l: int, m: int, resolution: int = 24, show_axes: boo
     for spec in _sign_meshes(mesh, scale):
         view.addCustom(spec)
     if show_axes:
-        _add_axes(view, 1.3 * SH_SCALE)
+        _add_axes(view, 1.15 * SH_SCALE)
     _add_legend(view, f"Y_lm, l = {mesh.l}, m = {mesh.m} (e3nn, y polar)",
                 [("positive", SIGN_COLOURS[0]), ("negative", SIGN_COLOURS[1])])
     view.zoomTo()
