@@ -133,6 +133,34 @@ def test_bapst_deepmind_initialisation():
         BapstGNN(init="xavier")
 
 
+def test_bapst_conditioning_options():
+    """message_scale c is the original network with the received-sum columns of the node MLP's first
+    layer times c; readout_norm standardises the decoder input per graph, batched or not."""
+    graph, other = periodic_graph(100, seed=5), periodic_graph(100, seed=6)
+    torch.manual_seed(0)
+    scaled = BapstGNN(hidden=8, n_steps=3, out_dim=2, message_scale=0.025).double().eval()
+    plain = BapstGNN(hidden=8, n_steps=3, out_dim=2).double().eval()
+    plain.load_state_dict(scaled.state_dict())
+    with torch.no_grad():
+        plain.core.node_mlp[0].weight[:, :8] *= 0.025  # the first `hidden` inputs are the received sum
+        assert torch.allclose(scaled(graph), plain(graph), atol=1e-12)
+
+    torch.manual_seed(0)
+    model = BapstGNN(hidden=8, n_steps=2, out_dim=2, readout_norm=True).double().eval()
+    features = []
+    hook = model.decoder.register_forward_pre_hook(lambda module, args: features.append(args[0]))
+    with torch.no_grad():
+        alone = [model(graph), model(other)]
+        together = model(Batch.from_data_list([graph, other]))
+    hook.remove()
+    assert torch.allclose(torch.cat(alone), together, atol=1e-10)
+    for x in features[:2]:
+        live = x.std(0) > 0
+        assert torch.allclose(x.mean(0), torch.zeros_like(x[0]), atol=1e-8)
+        variance = x[:, live].var(0, unbiased=False)
+        assert ((variance > 0.99) & (variance <= 1.0 + 1e-12)).all()  # var / (var + 1e-8) for features of small spread
+
+
 def test_bapst_short_training_reduces_loss():
     """A few dozen Adam steps with DeepMind's init and clipping fit a tiny structural target
     (the standardised smooth coordination number) well below the loss of predicting the mean."""
