@@ -181,7 +181,7 @@ def test_recipes_fill_unset_fields_and_explicit_values_win():
     assert (paper.lr, paper.model_kwargs["dropout"], paper.grad_clip) == (1e-3, 0.5, 0.0)
     default = train.TrainConfig(name="d", data=["x.h5"], model_kwargs={"lmax": 1})
     assert default.recipe == "glasslab" and default.model_kwargs == {"lmax": 1, "dropout": 0.0}
-    assert default.lr == 3e-3 and default.monitor == "val_rho"
+    assert (default.lr, default.schedule, default.monitor) == (1e-2, "cosine", "val_rho")
     mine = train.TrainConfig(name="m", data=["x.h5"], recipe="paper", lr=2e-3, model_kwargs={"dropout": 0.1})
     assert mine.lr == 2e-3 and mine.model_kwargs["dropout"] == 0.1 and mine.weight_decay == 1e-7
     # a config written out holds explicit values only, and reads back as the same run
