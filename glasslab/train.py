@@ -329,23 +329,26 @@ class CollapseWarning(UserWarning):
 
 
 COLLAPSE_SPREAD = 0.05
-COLLAPSE_AFTER_EPOCHS = 3
+COLLAPSE_EPOCHS = 3
+COLLAPSE_GRACE = 5
 
 
-def collapse_message(history: list[dict], threshold: float = COLLAPSE_SPREAD,
-                     after_epochs: int = COLLAPSE_AFTER_EPOCHS) -> str | None:
+def collapse_message(history: list[dict], threshold: float = COLLAPSE_SPREAD, epochs: int = COLLAPSE_EPOCHS,
+                     grace: int = COLLAPSE_GRACE) -> str | None:
     """A diagnosis when training has collapsed, else None.
 
-    Collapsed: after ``after_epochs`` epochs, the validation predictions of the latest epoch
-    spread over less than ``threshold`` of the labels' standard deviation (``val_spread``)
-    and the training loss is still within 5 % of 1 (the loss of predicting the mean of the
-    standardised targets). Such a network's correlations measure whatever small bias it
-    kept (e.g. the neighbour count), not something it learned.
+    Collapsed: at least ``grace`` epochs have run, and in each of the last ``epochs`` the
+    validation predictions spread over less than ``threshold`` of the labels' standard
+    deviation (``val_spread``) while the training loss stayed within 5 % of 1 (the loss of
+    predicting the mean of the standardised targets). Such a network's correlations measure
+    whatever small bias it kept (e.g. the neighbour count), not something it learned. A slow
+    start (a few flat epochs, then learning) is not flagged.
     """
-    if len(history) < after_epochs or "val_spread" not in history[-1]:
+    recent = history[-epochs:]
+    if len(history) < max(grace, epochs) or any("val_spread" not in row for row in recent):
         return None
-    last = history[-1]
-    if last["val_spread"] < threshold and last["train_loss"] > 0.95:
+    if all(row["val_spread"] < threshold and row["train_loss"] > 0.95 for row in recent):
+        last = recent[-1]
         return (f"collapsed: after {len(history)} epochs the predictions spread over {last['val_spread']:.3f} of "
                 f"the labels' standard deviation and the training loss is {last['train_loss']:.3f} (predicting the "
                 "mean gives 1.0); check the learning rate, gradient clipping and initialisation")

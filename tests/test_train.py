@@ -192,10 +192,12 @@ def test_recipes_fill_unset_fields_and_explicit_values_win():
 
 
 def test_collapse_detector():
-    flat = [{"train_loss": 1.0, "val_spread": 0.01}] * 3
+    flat = [{"train_loss": 1.0, "val_spread": 0.01}] * 5
     assert "collapsed" in train.collapse_message(flat)
-    assert train.collapse_message(flat[:2]) is None  # too early to tell
-    assert train.collapse_message([{"train_loss": 0.8, "val_spread": 0.4}] * 3) is None
+    assert train.collapse_message(flat[:4]) is None  # too early to tell
+    assert train.collapse_message([{"train_loss": 0.8, "val_spread": 0.4}] * 5) is None
+    slow_start = flat[:4] + [{"train_loss": 0.96, "val_spread": 0.06}]
+    assert train.collapse_message(slow_start) is None
     preds = [np.array([[1.0], [1.0], [2.0]])]
     assert train.prediction_spread([np.full((3, 1), 0.3)], [np.ones(3, bool)], [1.0]) == 0.0
     assert train.prediction_spread(preds, [np.array([True, True, False])], [1.0]) == 0.0
