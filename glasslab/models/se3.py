@@ -15,6 +15,7 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from glasslab.models.blocks import BesselBasis
+from glasslab.models.fused import EdgeGeometry, FusedPlan, GeometryCache, build_coupling, edge_vec_key, fused_convolution
 from glasslab.models.tensor_product import ChannelwiseTensorProduct
 
 
@@ -75,6 +76,12 @@ class EquivariantConvolution(nn.Module):
         self.tensor_product = ChannelwiseTensorProduct(self.irreps_in, self.irreps_sh, self.irreps_out)
         self.radial = radial_mlp(n_basis, radial_hidden, self.tensor_product.weight_numel, dropout)
         self.mix = o3.Linear(self.tensor_product.irreps_out, self.irreps_out)
+        self.plan = FusedPlan(self.tensor_product, self.mix)  # index plan of the fused path (no parameters)
+
+    def fused(self, h: torch.Tensor, edge_index: torch.Tensor, geometry: EdgeGeometry) -> torch.Tensor:
+        """The same map as :meth:`forward` from precomputed geometry (see
+        :func:`glasslab.models.fused.fused_convolution`): (N, irreps_in.dim) -> (N, irreps_out.dim)."""
+        return fused_convolution(self, h, edge_index, geometry)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_basis: torch.Tensor) -> torch.Tensor:
         """Convolve node features ``h`` (N, irreps_in.dim) along ``edge_index`` (2, E) (row 0
@@ -156,6 +163,13 @@ class SE3GNN(nn.Module):
         out_dim: number K of predicted timescales (1).
         node_scalars: number F of extra invariant node inputs read from ``data.node_scalars`` (0).
         num_types: number of particle types, the width of ``data.x`` (2).
+        fused: evaluate the convolutions with :func:`~glasslab.models.fused.fused_convolution`
+            from per-graph :class:`~glasslab.models.fused.EdgeGeometry` (True, the fast path), or
+            with today's per-layer tensor product (False, the reference). Same parameters, same
+            outputs to round-off; an attribute, ``model.fused``, that can be switched at any time.
+        geometry_cache_bytes: budget of ``model.geometry_cache``, the per-snapshot geometry kept
+            between calls, keyed on the content of ``edge_vec`` (≈ 120 MB for an N = 1000 snapshot
+            at lmax = 3 in float32; 0 keeps none: geometry is then built once per forward).
     """
 
     def __init__(
@@ -170,6 +184,8 @@ class SE3GNN(nn.Module):
         out_dim: int = 1,
         node_scalars: int = 0,
         num_types: int = 2,
+        fused: bool = True,
+        geometry_cache_bytes: int = 1 << 30,
     ):
         super().__init__()
         if lmax < 0 or channels < 1 or n_layers < 1 or node_scalars < 0 or num_types < 1:
@@ -194,6 +210,44 @@ class SE3GNN(nn.Module):
             e3nn_nn.BatchNorm(self.irreps_hidden, momentum=0.5, normalization="component") for _ in range(n_layers)
         )
         self.head = nn.Linear(self.irreps_hidden.num_irreps, out_dim)
+        self.fused = fused
+        self.geometry_cache = GeometryCache(geometry_cache_bytes)
+        self._coupling_source = {}  # (l_I, l_F, l_O) -> (layer, instruction) whose coefficients the geometry uses
+        for layer, conv in enumerate(self.convolutions):
+            tp = conv.tensor_product
+            for k, ins in enumerate(tp.instructions):
+                triplet = (tp.irreps_in1[ins.i_in1].ir.l, tp.irreps_in2[ins.i_in2].ir.l, tp.irreps_out[ins.i_out].ir.l)
+                source = self._coupling_source.setdefault(triplet, (layer, k))
+                if not torch.equal(tp.instruction_coefficients(k), self._coupling_coefficient(source)):
+                    raise AssertionError(f"CG coefficients of triplet {triplet} differ between layers: cannot share geometry")
+        self._coupling_pairs = sorted({pair[:2] for conv in self.convolutions for pair in conv.plan.pairs})
+
+    def _coupling_coefficient(self, source) -> torch.Tensor:
+        layer, k = source
+        return self.convolutions[layer].tensor_product.instruction_coefficients(k)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.geometry_cache.clear()  # .to(device or dtype): cached geometry would no longer be used
+        return super()._apply(fn, *args, **kwargs)
+
+    def edge_geometry(self, edge_vec: torch.Tensor) -> EdgeGeometry:
+        """Geometry of a graph with edge vectors ``edge_vec`` (E, 3), shared by all layers: from
+        ``self.geometry_cache`` when a graph with the same edge vectors (bytes, dtype, device) was
+        seen, else built (and stored within the cache's budget). Built without storing when
+        ``edge_vec`` requires grad (e.g. forces by differentiation)."""
+        key = None if edge_vec.requires_grad else edge_vec_key(edge_vec)
+        if key is not None:
+            cached = self.geometry_cache.get(key)
+            if cached is not None:
+                return cached
+        edge_sh = self.spherical_harmonics(edge_vec)
+        edge_basis = self.radial_basis(torch.linalg.vector_norm(edge_vec, dim=-1))
+        coefficients = {t: self._coupling_coefficient(s) for t, s in self._coupling_source.items()}
+        coupling = build_coupling(edge_sh, coefficients, self.irreps_sh, self._coupling_pairs)
+        geometry = EdgeGeometry(edge_sh, edge_basis, coupling, key)
+        if key is not None:
+            self.geometry_cache.put(key, geometry)
+        return geometry
 
     def node_input(self, data) -> torch.Tensor:
         """The invariant node inputs (N, num_types + node_scalars): one-hot types, then ``data.node_scalars``."""
@@ -214,6 +268,15 @@ class SE3GNN(nn.Module):
         """Hidden features after every layer: ``n_layers`` tensors (N, irreps_hidden.dim), each
         transforming under a rotation R as ``h @ irreps_hidden.D_from_matrix(R).T``."""
         node_input = self.node_input(data)
+        if self.fused:
+            geometry = self.edge_geometry(data.edge_vec)
+            first, *others = self.convolutions
+            h = self.batch_norms[0](first.fused(node_input, data.edge_index, geometry))
+            hidden = [h]
+            for conv, batch_norm in zip(others, self.batch_norms[1:]):
+                h = batch_norm(h + conv.fused(torch.cat([h, node_input], dim=-1), data.edge_index, geometry))
+                hidden.append(h)
+            return hidden
         edge_sh = self.spherical_harmonics(data.edge_vec)
         edge_basis = self.radial_basis(torch.linalg.vector_norm(data.edge_vec, dim=-1))
         first, *others = self.convolutions

@@ -107,6 +107,15 @@ class ChannelwiseTensorProduct(nn.Module):
         d_out = self.irreps_out[ins.i_out].ir.dim
         return out[:, slot][:, :d_out].reshape(d_in, sh_dim, d_out)
 
+    def instruction_coefficients(self, k: int) -> torch.Tensor:
+        """Coefficients (d_in, sh_dim, d_out) of instruction ``k`` for one channel (path weight
+        included), as evaluated by this module: ``out[u, m] = Σ_{a,b} x[u, a] y[b] C[a, b, m] w[u]``."""
+        for _, members, d, name in self._groups:
+            if k in members:
+                i = members.index(k)
+                return getattr(self, name)[:, :, i * d:(i + 1) * d]
+        raise IndexError(f"no instruction {k}")
+
     def reference(self) -> o3.TensorProduct:
         """The equivalent ``e3nn.o3.TensorProduct`` (for checks and teaching)."""
         return o3.TensorProduct(self.irreps_in1, self.irreps_in2, self.irreps_out, self._instruction_args,

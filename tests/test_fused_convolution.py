@@ -1,0 +1,193 @@
+"""The fused convolution of SE3GNN (glasslab.models.fused): the same function as today's path,
+the same parameters, geometry cached per snapshot and never stale."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from glasslab import ka
+from glasslab.graph import build_graph
+from glasslab.models import SE3GNN, count_parameters
+from glasslab.models.fused import GeometryCache, edge_vec_key
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def periodic_graph(n: int = 120, seed: int = 0, dtype=torch.float64):
+    rng = np.random.default_rng(seed)
+    side = (n / ka.DENSITY) ** (1 / 3)
+    return build_graph(rng.uniform(0.0, side, (n, 3)), (rng.random(n) < 0.2).astype(int),
+                       box=np.full(3, side), cutoff=2.0, dtype=dtype)
+
+
+def relative_error(a, b) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def model64(lmax: int, **kwargs) -> SE3GNN:
+    with default_dtype(torch.float64):
+        torch.manual_seed(0)
+        return SE3GNN(lmax=lmax, **kwargs)
+
+
+def both_paths(model, graph, train: bool):
+    """Outputs and parameter gradients of the fused and the reference path, same dropout draws."""
+    results = []
+    for fused in (True, False):
+        model.fused = fused
+        model.train(train)
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        out = model(graph)
+        out.square().sum().backward()
+        results.append((out.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}))
+    return results
+
+
+@pytest.mark.parametrize("lmax", [0, 1, 2, 3])
+@pytest.mark.parametrize("train", [True, False])
+def test_fused_equals_reference_path(lmax, train):
+    model = model64(lmax)
+    (fast, fast_grads), (slow, slow_grads) = both_paths(model, periodic_graph(), train)
+    assert relative_error(fast, slow) < 1e-12
+    for name, grad in slow_grads.items():
+        assert relative_error(fast_grads[name], grad) < 1e-10 or grad.norm() == 0, name
+
+
+def test_fused_hidden_features_and_node_scalars():
+    model = model64(2, node_scalars=1, out_dim=2).eval()
+    graph = periodic_graph(seed=3)
+    graph.node_scalars = torch.randn(graph.num_nodes, 1, dtype=torch.float64)
+    model.fused = True
+    fast = model.features(graph)
+    model.fused = False
+    slow = model.features(graph)
+    assert all(relative_error(a, b) < 1e-12 for a, b in zip(fast, slow))
+
+
+def test_same_parameters_and_state_dict_keys():
+    for lmax, expected in [(1, 5381), (3, 23177)]:
+        fused, reference = SE3GNN(lmax=lmax), SE3GNN(lmax=lmax, fused=False)
+        assert count_parameters(fused) == count_parameters(reference) == expected
+        a, b = fused.state_dict(), reference.state_dict()
+        assert list(a) == list(b) and all(a[k].shape == b[k].shape for k in a)
+
+
+def test_batch_equals_single_graphs():
+    model = model64(1).eval()
+    graphs = [periodic_graph(80, seed=s) for s in (1, 2)]
+    batched = model(Batch.from_data_list(graphs))
+    assert relative_error(batched, torch.cat([model(g) for g in graphs])) < 1e-12
+
+
+def test_geometry_cache_is_keyed_on_edge_vectors():
+    model = model64(1).eval()
+    graph = periodic_graph()
+    reference = model(graph)
+    assert len(model.geometry_cache) == 1 and model.geometry_cache.misses == 1
+    again = Batch.from_data_list([graph])  # a new object, the same edge vectors: a hit
+    assert torch.equal(model(again), reference) and model.geometry_cache.hits == 1
+
+    # rotation augmentation: new edge vectors, new geometry; the model is invariant
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    rotated = graph.clone()
+    rotated.edge_vec = graph.edge_vec @ q.T
+    assert relative_error(model(rotated), reference) < 1e-10
+    assert model.geometry_cache.misses == 2
+
+    # an in-place change of the same tensor cannot be served stale geometry
+    changed = graph.clone()
+    changed.edge_vec.mul_(1.01)
+    model.fused = False
+    expected = model(changed)
+    model.fused = True
+    assert relative_error(model(changed), expected) < 1e-12
+    assert model.geometry_cache.misses == 3
+
+    model.double()  # moving the model clears the cache
+    assert len(model.geometry_cache) == 0
+
+
+def test_geometry_cache_budget_and_copies():
+    import copy
+
+    cache = GeometryCache(max_bytes=0)
+    model = model64(1, geometry_cache_bytes=0).eval()
+    model(periodic_graph())
+    assert len(model.geometry_cache) == 0 and len(cache) == 0
+    small = model64(1, geometry_cache_bytes=3_000_000).eval()
+    for seed in range(3):
+        small(periodic_graph(seed=seed))
+    assert 1 <= len(small.geometry_cache) < 3
+    assert len(copy.deepcopy(small).geometry_cache) == 0  # copies do not carry cached geometry
+    key = edge_vec_key(periodic_graph().edge_vec)
+    assert key == edge_vec_key(periodic_graph().edge_vec.clone())
+
+
+def test_geometry_with_gradients_is_not_cached():
+    model = model64(1).eval()
+    graph = periodic_graph()
+    graph.edge_vec.requires_grad_(True)
+    model(graph).sum().backward()
+    assert graph.edge_vec.grad is not None and graph.edge_vec.grad.abs().sum() > 0
+    assert len(model.geometry_cache) == 0
+
+
+def test_fused_rotation_invariant():
+    model = model64(3).eval()
+    graph = periodic_graph(seed=5)
+    reference = model(graph)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    rotated = graph.clone()
+    rotated.edge_vec = graph.edge_vec @ q.T
+    assert relative_error(model(rotated), reference) < 1e-10
+
+
+@pytest.mark.skipif(not (ROOT / "data/checkpoints/ka064_se3_lmax1_s0.pt").exists(), reason="shipped checkpoint absent")
+def test_shipped_checkpoint_gives_the_same_predictions():
+    from glasslab.io import read_h5
+    from glasslab.train import load_checkpoint
+
+    model, _ = load_checkpoint(ROOT / "data/checkpoints/ka064_se3_lmax1_s0.pt")
+    snapshot = read_h5(ROOT / "data/ka3d_T0.64.h5", indices=[0])[0]
+    kwargs = {"node_scalars": snapshot.epot_is[:, None]} if model.node_scalars else {}
+    graph = build_graph(snapshot.positions, snapshot.types, box=snapshot.box, cutoff=2.0, **kwargs)
+    with torch.no_grad():
+        model.fused = True
+        fast = model(graph)
+        model.fused = False
+        slow = model(graph)
+    assert fast.dtype == torch.float32
+    assert (fast - slow).abs().max().item() <= 1e-5 * max(1.0, slow.abs().max().item())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_fused_cuda_matches_cpu():
+    model = model64(1).eval()
+    graph = periodic_graph()
+    cpu = model(graph)
+    assert relative_error(model.cuda()(graph.cuda()).cpu(), cpu) < 1e-10
