@@ -135,7 +135,7 @@ def test_bapst_deepmind_initialisation():
 
 def test_bapst_conditioning_options():
     """message_scale c is the original network with the received-sum columns of the node MLP's first
-    layer times c; readout_norm standardises the decoder input per graph, batched or not."""
+    layer times c; readout_norm (and core_norm) standardise node features per graph, batched or not."""
     graph, other = periodic_graph(100, seed=5), periodic_graph(100, seed=6)
     torch.manual_seed(0)
     scaled = BapstGNN(hidden=8, n_steps=3, out_dim=2, message_scale=0.025).double().eval()
@@ -154,6 +154,9 @@ def test_bapst_conditioning_options():
         together = model(Batch.from_data_list([graph, other]))
     hook.remove()
     assert torch.allclose(torch.cat(alone), together, atol=1e-10)
+    normed = BapstGNN(hidden=8, n_steps=2, out_dim=2, core_norm=True).double().eval()
+    with torch.no_grad():
+        assert torch.allclose(torch.cat([normed(graph), normed(other)]), normed(Batch.from_data_list([graph, other])), atol=1e-10)
     for x in features[:2]:
         live = x.std(0) > 0
         assert torch.allclose(x.mean(0), torch.zeros_like(x[0]), atol=1e-8)
