@@ -59,9 +59,9 @@ class EdgeGeometry:
     Attributes:
         edge_sh: (E, irreps_sh.dim) spherical harmonics Y(â_ij) (e3nn ``"component"``).
         edge_basis: (E, n_basis) Bessel basis B(|a_ij|).
-        coupling: ``{(l_I, l_O): G}`` with G of shape (E, (2l_O+1)·P, 2l_I+1), rows ordered
-            (m, p), p over :func:`coupled_orders` (l_I, l_O):
-            ``G[e, m·P + p, a] = Σ_b edge_sh[e, b] · C^{(l_I, l_F^p, l_O)}[a, b, m]``.
+        coupling: ``{(l_I, l_O): G}`` with G of shape (E, 2l_I+1, P·(2l_O+1)), columns ordered
+            (p, m), p over :func:`coupled_orders` (l_I, l_O):
+            ``G[e, a, p·d_O + m] = Σ_b edge_sh[e, b] · C^{(l_I, l_F^p, l_O)}[a, b, m]``.
         key: the cache key of the ``edge_vec`` it was built from (None if built with gradients).
     """
 
@@ -136,16 +136,16 @@ class GeometryCache:
 def build_coupling(edge_sh: torch.Tensor, coefficients: dict, irreps_sh: o3.Irreps, pairs) -> dict:
     """The coupling blocks of :class:`EdgeGeometry` for ``pairs`` (l_I, l_O), from ``edge_sh``
     (E, sh_dim) and ``coefficients[(l_I, l_F, l_O)]`` (2l_I+1, sh_dim, 2l_O+1): one
-    (E, sh_dim) @ (sh_dim, d_O·P·d_I) product per pair."""
+    (E, sh_dim) @ (sh_dim, d_I·P·d_O) product per pair."""
     edges = edge_sh.shape[0]
     coupling = {}
     for l_in, l_out in pairs:
         paths = coupled_orders(l_in, l_out, irreps_sh)
-        # (sh_dim, d_O, P, d_I): rows b of Y, then the (m, p, a) layout of G
-        stacked = torch.stack([coefficients[(l_in, l_f, l_out)].permute(1, 2, 0) for l_f in paths], dim=2)
+        # (sh_dim, d_I, P, d_O): rows b of Y, then the (a, p, m) layout of G
+        stacked = torch.stack([coefficients[(l_in, l_f, l_out)].transpose(0, 1) for l_f in paths], dim=2)
         stacked = stacked.to(device=edge_sh.device, dtype=edge_sh.dtype)
         block = edge_sh @ stacked.reshape(edge_sh.shape[1], -1)
-        coupling[(l_in, l_out)] = block.view(edges, (2 * l_out + 1) * len(paths), 2 * l_in + 1)
+        coupling[(l_in, l_out)] = block.view(edges, 2 * l_in + 1, len(paths) * (2 * l_out + 1))
     return coupling
 
 
@@ -153,14 +153,13 @@ class FusedPlan:
     """Index plan of one :class:`~glasslab.models.se3.EquivariantConvolution` for
     :func:`fused_convolution`, derived from its tensor product and its ``o3.Linear``.
 
-    - ``node_order`` (irreps_in.dim,): columns of h regrouped as, per l_I ascending, (a, u) with
+    - ``node_order`` (irreps_in.dim,): columns of h regrouped as, per l_I ascending, (u, a) with
       u over every input channel of order l_I (in irreps order) — gathered on edges, each block
-      is a (E, d_I, U) matrix batch.
+      is a (E, U, d_I) matrix batch.
     - ``pairs``: per (l_I, l_O), ``(l_I, l_O, column offset in the regrouped h, U, P)``.
-    - ``weight_order`` (weight_numel,): radial-MLP output columns in the order (pair, p, u), so
-      that a pair's weights are a contiguous (E, P·U) slice; ``mix_rows`` lists, in the same
-      order, (Linear instruction, channel) of the mixing matrix rows.
-    - ``output_order``: the (l_O, m, w) message columns to e3nn's (l_O, w, m) layout.
+    - ``weight_order`` (weight_numel,): radial-MLP output columns (and rows of the mixing
+      matrix, which follow the tensor-product slots) in the order (pair, u, p), so that a pair's
+      weights are a contiguous (E, U·P) slice.
     """
 
     def __init__(self, tensor_product, mix: o3.Linear):
@@ -179,29 +178,28 @@ class FusedPlan:
         for l_in in sorted(by_order):
             block_offset[l_in] = len(node_order)
             block_channels[l_in] = sum(irreps_in[i].mul for i in by_order[l_in])
-            for a in range(2 * l_in + 1):
-                for i in by_order[l_in]:
-                    mul, ir = irreps_in[i]
-                    node_order.extend(starts[i] + u * ir.dim + a for u in range(mul))
+            for i in by_order[l_in]:
+                mul, ir = irreps_in[i]
+                for u in range(mul):
+                    node_order.extend(range(starts[i] + u * ir.dim, starts[i] + (u + 1) * ir.dim))
         self.node_order = torch.tensor(node_order, dtype=torch.long)
 
         instruction_of = {}  # (i_in, l_F, l_O) -> instruction index k (= its output slot)
         for k, ins in enumerate(tensor_product.instructions):
             instruction_of[(ins.i_in1, irreps_sh[ins.i_in2].ir.l, tensor_product.irreps_out[ins.i_out].ir.l)] = k
         weight_offsets = torch.tensor([0] + [ins.path_shape[0] for ins in tensor_product.instructions]).cumsum(0)
-        linear_of_slot = {ins.i_in: j for j, ins in enumerate(mix.instructions)}
+        if [ins.i_in for ins in mix.instructions] != list(range(len(tensor_product.instructions))):
+            raise ValueError("the mixing Linear must have one instruction per tensor-product slot, in order")
 
-        self.pairs, weight_order, self.mix_rows = [], [], []
+        self.pairs, weight_order = [], []
         for l_in in sorted(by_order):
             for l_out in self.orders_out:
                 paths = coupled_orders(l_in, l_out, irreps_sh)
                 if not paths:
                     continue
-                for l_f in paths:
-                    for i in by_order[l_in]:
-                        k = instruction_of[(i, l_f, l_out)]
-                        weight_order.extend(range(weight_offsets[k], weight_offsets[k + 1]))
-                        self.mix_rows.append(linear_of_slot[k])
+                for i in by_order[l_in]:
+                    for u in range(irreps_in[i].mul):
+                        weight_order.extend(weight_offsets[instruction_of[(i, l_f, l_out)]].item() + u for l_f in paths)
                 self.pairs.append((l_in, l_out, block_offset[l_in], block_channels[l_in], len(paths)))
         if sorted(weight_order) != list(range(tensor_product.weight_numel)):
             raise ValueError("the fused plan does not cover every tensor-product path once")
@@ -209,20 +207,14 @@ class FusedPlan:
         self.orders_in = sorted(by_order)
         self.block_widths = [(2 * l + 1) * block_channels[l] for l in self.orders_in]
         self.pair_widths = [n_paths * n_channels for _, _, _, n_channels, n_paths in self.pairs]
-
-        layout = []  # message column (l_O, m, w) -> e3nn column (l_O, w, m)
-        for (mul, ir), part in zip(irreps_out, irreps_out.slices()):
-            for m in range(ir.dim):
-                layout.extend(part.start + w * ir.dim + m for w in range(mul))
-        order = torch.empty(len(layout), dtype=torch.long)
-        order[torch.tensor(layout)] = torch.arange(len(layout))
-        self.output_order = order
+        self.chunk_widths = {l: [(2 * lo + 1) * n_paths for li, lo, _, _, n_paths in self.pairs if li == l]
+                             for l in self.orders_in}
 
     def mixing_matrix(self, mix: o3.Linear) -> torch.Tensor:
-        """(weight_numel, C): row r = path weight × Linear weight row of the channel that the
-        r-th reordered tensor-product output feeds (rows in ``weight_order``)."""
-        blocks = [ins.path_weight * w for ins, w in zip(mix.instructions, mix.weight_views())]
-        return torch.cat([blocks[j] for j in self.mix_rows], dim=0)
+        """(weight_numel, C): row r = path weight × the Linear's weight row of the channel that
+        the r-th reordered tensor-product output (``weight_order``) feeds."""
+        rows = torch.cat([ins.path_weight * w for ins, w in zip(mix.instructions, mix.weight_views())], dim=0)
+        return rows.index_select(0, self.weight_order.to(rows.device))
 
 
 def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry: EdgeGeometry) -> torch.Tensor:
@@ -238,20 +230,24 @@ def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry:
     edges = neighbour.shape[0]
     weights = conv.radial(geometry.edge_basis).index_select(1, plan.weight_order.to(h.device))  # (E, weight_numel), (pair, p, u)
     mixing = plan.mixing_matrix(conv.mix).to(h.dtype)                                   # (weight_numel, C)
-    x = h.index_select(1, plan.node_order.to(h.device)).index_select(0, neighbour)      # (E, D): per l_I, (a, u)
+    x = h.index_select(1, plan.node_order.to(h.device)).index_select(0, neighbour)      # (E, D): per l_I, (u, a)
 
     # torch.split, not slicing: the backward of a slice allocates and zero-fills a full-size
     # gradient per slice; that of a split concatenates once.
     x_blocks = dict(zip(plan.orders_in, torch.split(x, plan.block_widths, dim=1)))
     w_blocks = torch.split(weights, plan.pair_widths, dim=1)
     m_blocks = torch.split(mixing, plan.pair_widths, dim=0)
-    mixed = {}  # l_O -> (E·d_O, C), rows (e, m)
+    nodes, channels = h.shape[0], plan.channels_out
+    mixed = {}  # l_O -> (N·d_O, C), rows (i, m)
     for (l_in, l_out, _, n_channels, n_paths), w, block in zip(plan.pairs, w_blocks, m_blocks):
         d_in, d_out, width = 2 * l_in + 1, 2 * l_out + 1, n_paths * n_channels
-        x_block = x_blocks[l_in].view(edges, d_in, n_channels)                       # (E, d_I, U)
-        products = torch.bmm(geometry.coupling[(l_in, l_out)], x_block)              # (E, d_O·P, U)
-        rows = (products.view(edges, d_out, width) * w[:, None, :]).view(edges * d_out, width)  # (E·d_O, P·U)
+        # (E, U, d_I) @ (E, d_I, P·d_O): the channels as the rows of each edge's product (this
+        # orientation runs 3-5x faster than (E, P·d_O, d_I) @ (E, d_I, U) in torch's CPU bmm)
+        products = torch.bmm(x_blocks[l_in].view(edges, n_channels, d_in), geometry.coupling[(l_in, l_out)])
+        weighted = products.view(edges, width, d_out) * w.view(edges, width, 1)         # (E, U·P, d_O)
+        summed = scatter(weighted.view(edges, -1), centre, dim=0, dim_size=nodes, reduce="sum")
+        # Eq. (11) on N rows, not E: the Linear commutes with the sum over neighbours
+        rows = summed.view(nodes, width, d_out).transpose(1, 2).reshape(nodes * d_out, width)
         mixed[l_out] = rows @ block if l_out not in mixed else torch.addmm(mixed[l_out], rows, block)
-    messages = torch.cat([mixed[l].view(edges, -1) for l in plan.orders_out], dim=1)            # (E, (lmax+1)²·C)
-    summed = scatter(messages, centre, dim=0, dim_size=h.shape[0], reduce="sum")
-    return summed[:, plan.output_order.to(h.device)]
+    return torch.cat([mixed[l].view(nodes, -1, channels).transpose(1, 2).reshape(nodes, -1)
+                      for l in plan.orders_out], dim=1)  # (N, irreps_out.dim), e3nn's (w, m) layout
