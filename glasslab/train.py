@@ -459,6 +459,7 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     params = model.parameters()
     if cfg.init_from:
         start = _checks.load_torch_file(cfg.init_from, "init_from checkpoint", map_location=device)
+        _same_architecture(start, cfg)
         _checks.load_weights(model, start.get("model"), cfg.init_from, "init_from checkpoint")
         if cfg.train_only_head:
             for p in model.parameters():
@@ -576,6 +577,23 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     _save(out / "best.pt", best)
     write_json(out / "results.json", results)
     return results
+
+
+TRAINING_ONLY_KWARGS = ("dropout",)
+"""Model arguments that change training, not the function a trained network computes."""
+
+
+def _same_architecture(checkpoint: dict, cfg: TrainConfig) -> None:
+    """Refuse to start from a checkpoint built with other model arguments: its weights would load
+    (same shapes) into a network that computes something else (e.g. BapstGNN's ``readout_norm``)."""
+    old = checkpoint.get("config", {}) if isinstance(checkpoint.get("config"), dict) else {}
+    if old.get("model", cfg.model) != cfg.model:
+        raise ValueError(f"init_from {cfg.init_from}: a {old['model']!r} model, but this config trains {cfg.model!r}")
+    before = {k: v for k, v in old.get("model_kwargs", {}).items() if k not in TRAINING_ONLY_KWARGS}
+    after = {k: v for k, v in cfg.model_kwargs.items() if k not in TRAINING_ONLY_KWARGS}
+    if before != after:
+        raise ValueError(f"init_from {cfg.init_from}: built with model_kwargs {before}, this config has {after}; "
+                         "give the config the checkpoint's model_kwargs")
 
 
 def _checkpoint_payload(model, cfg, mean, std, splits, k, state, tau_alpha) -> dict:

@@ -135,6 +135,10 @@ def test_transfer_retrains_only_the_head_and_evaluate(tmp_path):
     direct = train.evaluate(ckpt, target, device="cpu")
     assert direct["test"]["n_snapshots"] == 9 and len(direct["test"]["rho_over_ceiling"]) == 2
     assert direct["matched_by"] == "index" and direct["outputs"] == [0, 1]
+    other = {**TINY_SE3, "channels": TINY_SE3.get("channels", 4) + 1}
+    with pytest.raises(ValueError, match="give the config the checkpoint's model_kwargs"):
+        train.train(config(target, name="mismatch", init_from=str(ckpt), train_only_head=True, model_kwargs=other),
+                    out_root=tmp_path, progress=False)
 
 
 def test_evaluate_matches_outputs_by_t_over_tau_alpha(tmp_path):

@@ -142,12 +142,16 @@ class BapstGNN(nn.Module):
         readout_norm: standardise every node feature over its graph (zero mean, unit variance
             per snapshot, no parameters) before the decoder; see "Conditioning" above.
         core_norm: the same standardisation of the node features after every core step.
+        edge_length: also feed the edge length |x_j − x_i| to the edge encoder (4 inputs instead
+            of 3, 64 more parameters); a departure from the original, which must learn lengths
+            from the raw vectors.
     """
 
     INITS = ("deepmind", "pytorch")
 
     def __init__(self, hidden: int = 64, n_steps: int = 7, out_dim: int = 1, init: str = "deepmind",
-                 message_scale: float = 1.0, readout_norm: bool = False, core_norm: bool = False):
+                 message_scale: float = 1.0, readout_norm: bool = False, core_norm: bool = False,
+                 edge_length: bool = False):
         super().__init__()
         if n_steps < 0:
             raise ValueError(f"n_steps must be >= 0, got {n_steps}")
@@ -158,7 +162,8 @@ class BapstGNN(nn.Module):
         self.core_norm = core_norm
         self.n_steps = n_steps
         self.node_encoder = mlp([1, hidden, hidden], activate_final=True)
-        self.edge_encoder = mlp([3, hidden, hidden], activate_final=True)
+        self.edge_length = edge_length
+        self.edge_encoder = mlp([4 if edge_length else 3, hidden, hidden], activate_final=True)
         self.core = (GraphNetworkBlock(node_dim=2 * hidden, edge_dim=2 * hidden, hidden=hidden, message_scale=message_scale)
                      if n_steps > 0 else None)
         self.decoder = mlp([hidden, hidden, hidden], activate_final=True)
@@ -186,7 +191,10 @@ class BapstGNN(nn.Module):
     def forward(self, data) -> torch.Tensor:
         """Predictions (num_nodes, K) for a PyG ``Data`` or ``Batch`` from :func:`glasslab.graph.build_graph`."""
         encoded_nodes = self.node_encoder(data.types.to(data.edge_vec.dtype)[:, None])
-        encoded_edges = self.edge_encoder(data.edge_vec)
+        edge_input = data.edge_vec
+        if self.edge_length:
+            edge_input = torch.cat([edge_input, torch.linalg.vector_norm(edge_input, dim=-1, keepdim=True)], dim=-1)
+        encoded_edges = self.edge_encoder(edge_input)
         nodes, edges = encoded_nodes, encoded_edges
         for _ in range(self.n_steps):
             nodes, edges = self.core(
