@@ -177,6 +177,7 @@ def test_bapst_trains_with_cube_augmentation_and_clipping_by_default(tmp_path):
     res = train.train(config(data, name="bapst", model="bapst", model_kwargs={"hidden": 8, "n_steps": 1}, epochs=2),
                       out_root=tmp_path, progress=False)
     assert res["config"]["rotation_augmentation"] == "cube" and res["config"]["grad_clip"] == 1.0
+    assert res["config"]["model_kwargs"]["readout_norm"] is True
     assert res["epochs_run"] == 2
 
 
