@@ -257,8 +257,8 @@ def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry:
     mixed = {}  # l_O -> (N·d_O, C), rows (i, m)
     for (l_in, l_out, _, n_channels, n_paths), w, block in zip(plan.pairs, w_blocks, m_blocks):
         d_out, width = 2 * l_out + 1, n_paths * n_channels
-        chunk = next(chunks[l_in]).view(edges, n_channels, n_paths, d_out)                 # (E, U, P, d_O), strided
-        weighted = w.view(edges, n_channels, n_paths, 1) * chunk                            # comes out contiguous
+        chunk = next(chunks[l_in]).reshape(edges, width, d_out)                            # (E, U·P, d_O), a copy
+        weighted = w.view(edges, width, 1) * chunk
         summed = scatter(weighted.reshape(edges, -1), centre, dim=0, dim_size=nodes, reduce="sum")
         # Eq. (11) on N rows, not E: the Linear commutes with the sum over neighbours
         rows = summed.view(nodes, width, d_out).transpose(1, 2).reshape(nodes * d_out, width)
