@@ -1,21 +1,31 @@
-"""Training-step cost of the models on one paper-sized graph, with two references in the same run.
+"""Training-step cost of the models on one paper-sized graph, with references in the same run.
 
 Times one forward + backward pass (training mode, float32) of BapstGNN, SE3GNN(lmax=1) and
 SE3GNN(lmax=3) on N = 4096 particles at the Kob–Andersen density 1.2 with the paper's cutoff 2.0
 (uniform random positions in a periodic box: about 165 000 directed edges, the edge count of the
-real liquid), and of SE3GNN(lmax=3) evaluated through e3nn's generic ``o3.TensorProduct`` instead
-of glasslab's :class:`~glasslab.models.ChannelwiseTensorProduct` (the same map). Prints the
-median time per graph and the ratios to BapstGNN and to the plain e3nn path. Passes of the
-models are interleaved, so that a change of machine load affects all of them alike; on a CPU the
-process CPU time is printed too (it is insensitive to other processes when torch uses one thread).
+real liquid), or on snapshot ``--index`` of a glasslab HDF5 file (``--data``, e.g.
+``data/ka3d_T0.64.h5``: N = 1000, 40 392 edges). SE3GNN runs its fused convolution
+(:mod:`glasslab.models.fused`, geometry cached per snapshot); lmax = 3 is also timed through
+today's per-layer tensor product (``SE3GNN(fused=False)``) and through e3nn's generic
+``o3.TensorProduct`` (the same map, three ways). Prints the median time per graph and the ratios.
+Passes of the models are interleaved, so that a change of machine load affects all of them alike;
+on a CPU the process CPU time is printed too (insensitive to other processes with one thread).
 
-    python benchmarks/bench_models.py [--n 4096] [--repeats 3] [--device cpu cuda] [--threads N]
+With ``--flops`` (CPU), the matmul work of one step of each lmax = 3 path is counted with the
+torch profiler and divided by its CPU time, against the fp32 GEMM peak of a large ``torch.mm``
+measured in the same run; with ``--memory``, the peak resident memory that one step adds is
+measured for each lmax = 3 path (Linux: the VmHWM high-water mark reset before the step, against
+VmRSS; the fused path's cached geometry, built in the warm-up, is printed apart).
+
+    python benchmarks/bench_models.py [--n 4096 | --data data/ka3d_T0.64.h5 --index 0] [--repeats 3]
+        [--device cpu cuda] [--threads N] [--flops] [--memory] [--only-se3]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import platform
 import resource
@@ -40,6 +50,13 @@ def random_liquid_graph(n: int, seed: int = 0):
     return build_graph(rng.uniform(0.0, side, (n, 3)), types_, box=np.full(3, side), cutoff=2.0)
 
 
+def snapshot_graph(path: str, index: int):
+    from glasslab.io import read_h5
+
+    snapshot = read_h5(path, indices=[index])[0]
+    return build_graph(snapshot.positions, snapshot.types, box=snapshot.box, cutoff=2.0)
+
+
 def _e3nn_forward(self, h, edge_index, edge_sh, edge_basis):
     neighbour, centre = edge_index
     messages = self.e3nn_tensor_product(h[neighbour], edge_sh, self.radial(edge_basis))
@@ -51,6 +68,7 @@ def with_plain_e3nn(model: SE3GNN) -> SE3GNN:
     for conv in model.convolutions:
         conv.e3nn_tensor_product = conv.tensor_product.reference()
         conv.forward = types.MethodType(_e3nn_forward, conv)
+    model.fused = False
     return model
 
 
@@ -58,8 +76,59 @@ MODELS = {
     "BapstGNN": BapstGNN,
     "SE3GNN(lmax=1)": lambda: SE3GNN(lmax=1),
     "SE3GNN(lmax=3)": lambda: SE3GNN(lmax=3),
+    "SE3GNN(lmax=3), today's path": lambda: SE3GNN(lmax=3, fused=False),
     "SE3GNN(lmax=3), plain e3nn": lambda: with_plain_e3nn(SE3GNN(lmax=3)),
 }
+LMAX3 = ("SE3GNN(lmax=3)", "SE3GNN(lmax=3), today's path", "SE3GNN(lmax=3), plain e3nn")
+
+
+def matmul_peak(size: int = 2048, repeats: int = 3) -> float:
+    """fp32 GFLOP/s of a (size x size) @ (size x size) torch.mm on the CPU, best of ``repeats`` (CPU time)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        cpu0 = time.process_time()
+        a @ b
+        best = min(best, time.process_time() - cpu0)
+    return 2 * size**3 / best / 1e9
+
+
+def counted_flops(model: torch.nn.Module, graph) -> float:
+    """Matmul FLOPs (mm, addmm, bmm, baddbmm...) of one forward + backward, counted by the torch profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model.zero_grad(set_to_none=True)
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        model(graph).square().mean().backward()
+    return float(sum(event.flops for event in prof.key_averages()))
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB -> MB
+    raise OSError(field)
+
+
+def step_peak_memory(model: torch.nn.Module, graph) -> float | None:
+    """MB of resident memory one training step adds at its peak (Linux, glibc: freed heap given
+    back with ``malloc_trim``, then the high-water mark VmHWM, reset through /proc/self/clear_refs,
+    against VmRSS before the step); None elsewhere."""
+    try:
+        import ctypes
+
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        before = _status_mb("VmRSS")
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        model.zero_grad(set_to_none=True)
+        model(graph).square().mean().backward()
+        return _status_mb("VmHWM") - before
+    except OSError:
+        return None
 
 
 def synchronize(device: torch.device) -> None:
@@ -90,6 +159,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4096, help="number of particles")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per model (median reported)")
     parser.add_argument("--device", nargs="+", default=["cpu", "cuda"], help="devices to time (cuda skipped when absent)")
+    parser.add_argument("--data", default=None, help="glasslab HDF5 file: time its snapshot --index instead of a random liquid")
+    parser.add_argument("--index", type=int, default=0, help="snapshot of --data (default 0)")
+    parser.add_argument("--flops", action="store_true", help="count matmul FLOPs, compare with a measured GEMM peak (CPU)")
+    parser.add_argument("--memory", action="store_true", help="peak memory of one lmax = 3 step, fresh process per path (CPU)")
+    parser.add_argument("--only-se3", action="store_true", help="time the three lmax = 3 paths only")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: glasslab's thread policy, GLASSLAB_THREADS)")
     args = parser.parse_args()
@@ -98,8 +172,9 @@ def main() -> None:
     policy = threads.configure()
     print(policy)
 
-    graph = random_liquid_graph(args.n)
-    print(f"N = {args.n}, E = {graph.num_edges} directed edges; torch {torch.__version__}; "
+    graph = snapshot_graph(args.data, args.index) if args.data else random_liquid_graph(args.n)
+    source = f"{args.data} snapshot {args.index}" if args.data else "random KA-density liquid"
+    print(f"{source}: N = {graph.num_nodes}, E = {graph.num_edges} directed edges; torch {torch.__version__}; "
           f"{cpu_name()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads")
     for name in args.device:
         device = torch.device(name)
@@ -109,7 +184,8 @@ def main() -> None:
         label = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         data = graph.to(device)
         torch.manual_seed(0)
-        models = {model_name: build().to(device).train() for model_name, build in MODELS.items()}
+        names = LMAX3 if args.only_se3 else list(MODELS)
+        models = {model_name: MODELS[model_name]().to(device).train() for model_name in names}
         for model in models.values():
             one_step(model, data, device)  # warm-up
         walls = {model_name: [] for model_name in models}
@@ -124,13 +200,31 @@ def main() -> None:
         cost = cpu if device.type == "cpu" else wall   # CPU time is insensitive to other processes' load
         print(f"\n{label}: forward + backward per graph, median of {args.repeats} interleaved passes; "
               f"ratios by {'CPU' if device.type == 'cpu' else 'wall'} time")
-        print(f"  {'model':<28} {'params':>7} {'wall s':>8} {'CPU s':>8}  {'vs BapstGNN':>11}")
+        reference = "BapstGNN" if "BapstGNN" in models else "SE3GNN(lmax=3), today's path"
+        print(f"  {'model':<32} {'params':>7} {'wall s':>8} {'CPU s':>8}  {'vs ' + reference:>11}")
         for model_name, model in models.items():
-            print(f"  {model_name:<28} {count_parameters(model):>7} {wall[model_name]:8.3f} {cpu[model_name]:8.3f}"
-                  f"  x{cost[model_name] / cost['BapstGNN']:10.2f}")
-        fast, plain = "SE3GNN(lmax=3)", "SE3GNN(lmax=3), plain e3nn"
-        print(f"  glasslab's tensor product vs plain e3nn (lmax=3): x{wall[plain] / wall[fast]:.2f} faster by wall time,"
-              f" x{cpu[plain] / max(cpu[fast], 1e-9):.2f} by CPU time")
+            print(f"  {model_name:<32} {count_parameters(model):>7} {wall[model_name]:8.3f} {cpu[model_name]:8.3f}"
+                  f"  x{cost[model_name] / cost[reference]:10.2f}")
+        fast, today, plain = LMAX3
+        for other in (today, plain):
+            print(f"  lmax=3 fused convolution vs {other.split(', ')[1]}: x{wall[other] / wall[fast]:.2f} faster by wall time,"
+                  f" x{cpu[other] / max(cpu[fast], 1e-9):.2f} by CPU time")
+        print(f"  lmax=3 today's path vs plain e3nn: x{cpu[plain] / max(cpu[today], 1e-9):.2f} by CPU time")
+        if args.flops and device.type == "cpu":
+            peak = matmul_peak()
+            print(f"\n  fp32 GEMM peak of this core, measured now (2048^3 torch.mm): {peak:.1f} GFLOP/s")
+            for model_name in LMAX3:
+                flops = counted_flops(models[model_name], data)
+                rate = flops / 1e9 / cpu[model_name]
+                print(f"  {model_name:<32} {flops / 1e9:6.2f} GFLOP (matmuls, forward + backward) at {rate:5.1f} GFLOP/s"
+                      f" = {100 * rate / peak:4.1f} % of peak")
+        if args.memory and device.type == "cpu":
+            print()
+            for model_name in LMAX3:
+                peak = step_peak_memory(models[model_name], data)
+                print(f"  {model_name:<32} peak memory added by one step: "
+                      + ("n/a (needs Linux /proc)" if peak is None else f"{peak:7.0f} MB"))
+            print(f"  fused path's geometry, kept between steps: {models[LMAX3[0]].geometry_cache}")
 
 
 if __name__ == "__main__":

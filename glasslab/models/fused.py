@@ -9,11 +9,11 @@ B(|a_ij|) — is the same in all layers and, because positions do not change whi
 in every epoch. :class:`EdgeGeometry` holds it, once per snapshot; :func:`fused_convolution`
 evaluates a layer with it:
 
-1. per pair (l_I, l_O), **one batched product** of the gathered neighbour features (E, U, d_I)
+1. per input order l_I, **one batched product** of the gathered neighbour features (E, U, d_I)
    with the precomputed coupling block
-   ``G[e, a, (p, m)] = Σ_b Y_b(â_e) C^{(l_I l_F^p l_O)}_{a b m}`` (E, d_I, P·d_O) — p runs over the
-   l_F that couple l_I to l_O, U over all the input channels of order l_I (hidden channels and
-   one-hot types together, so the one-hot paths cost no separate operation). The spherical
+   ``G[e, a, (l_O, p, m)] = Σ_b Y_b(â_e) C^{(l_I l_F^p l_O)}_{a b m}`` (E, d_I, R) — p runs over
+   the l_F that couple l_I to l_O, U over all the input channels of order l_I (hidden channels
+   and one-hot types together, so the one-hot paths cost no separate operation). The spherical
    harmonics are no longer contracted with the CG coefficients in every layer (today's path
    spends 9.9 of its 15 GFLOP per lmax = 3 step there);
 2. the per-edge radial weights, one elementwise product per pair, and **one scatter** per pair
@@ -21,8 +21,9 @@ evaluates a layer with it:
 3. the channel mixing of Eq. (11) on N rows (it commutes with the sum over neighbours), one
    ``addmm`` per pair, written straight into e3nn's (channel, m) layout.
 
-Measured on one CPU core (``benchmarks/bench_models.py``, N = 1000): 1.1–1.3× faster than today's
-path and ≈ 1.8× faster than plain e3nn, with a lower peak memory. What remains is memory traffic:
+Measured on one shared CPU core (``benchmarks/bench_models.py``, N = 1000, see
+``benchmarks/README.md``): ≈ 1.3× faster than today's path and ≈ 2× faster than plain e3nn, with
+a lower peak memory. What remains is memory traffic:
 each layer still writes and re-reads E × 656 (lmax = 3) per-edge products in forward and
 backward, at the few GB/s a shared core gets. Reaching the FLOP limit needs a kernel that keeps
 those products in registers (a compiled per-edge loop), which torch ops alone cannot express.
@@ -257,7 +258,8 @@ def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry:
     mixed = {}  # l_O -> (N·d_O, C), rows (i, m)
     for (l_in, l_out, _, n_channels, n_paths), w, block in zip(plan.pairs, w_blocks, m_blocks):
         d_out, width = 2 * l_out + 1, n_paths * n_channels
-        chunk = next(chunks[l_in]).reshape(edges, width, d_out)                            # (E, U·P, d_O), a copy
+        # a contiguous copy first: the broadcast product below runs 2-3x faster on it than on the split view
+        chunk = next(chunks[l_in]).reshape(edges, width, d_out)                            # (E, U·P, d_O)
         weighted = w.view(edges, width, 1) * chunk
         summed = scatter(weighted.reshape(edges, -1), centre, dim=0, dim_size=nodes, reduce="sum")
         # Eq. (11) on N rows, not E: the Linear commutes with the sum over neighbours
