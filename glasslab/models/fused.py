@@ -11,7 +11,7 @@ evaluates a layer with it:
 
 1. per input order l_I, **one batched product** of the gathered neighbour features (E, U, d_I)
    with the precomputed coupling block
-   ``G[e, a, (l_O, p, m)] = Σ_b Y_b(â_e) C^{(l_I l_F^p l_O)}_{a b m}`` (E, d_I, R) — p runs over
+   ``G[e, a, (l_O, m, p)] = Σ_b Y_b(â_e) C^{(l_I l_F^p l_O)}_{a b m}`` (E, d_I, R) — p runs over
    the l_F that couple l_I to l_O, U over all the input channels of order l_I (hidden channels
    and one-hot types together, so the one-hot paths cost no separate operation). The spherical
    harmonics are no longer contracted with the CG coefficients in every layer (today's path
@@ -64,9 +64,9 @@ class EdgeGeometry:
     Attributes:
         edge_sh: (E, irreps_sh.dim) spherical harmonics Y(â_ij) (e3nn ``"component"``).
         edge_basis: (E, n_basis) Bessel basis B(|a_ij|).
-        coupling: ``{l_I: G}`` with G of shape (E, 2l_I+1, R), columns ordered (l_O, p, m), l_O
+        coupling: ``{l_I: G}`` with G of shape (E, 2l_I+1, R), columns ordered (l_O, m, p), l_O
             ascending, p over :func:`coupled_orders` (l_I, l_O):
-            ``G[e, a, (l_O, p, m)] = Σ_b edge_sh[e, b] · C^{(l_I, l_F^p, l_O)}[a, b, m]``.
+            ``G[e, a, (l_O, m, p)] = Σ_b edge_sh[e, b] · C^{(l_I, l_F^p, l_O)}[a, b, m]``.
         key: the cache key of the ``edge_vec`` it was built from (None if built with gradients).
     """
 
@@ -145,10 +145,10 @@ def build_coupling(edge_sh: torch.Tensor, coefficients: dict, irreps_sh: o3.Irre
     edges = edge_sh.shape[0]
     coupling = {}
     for l_in in sorted({l for l, _ in pairs}):
-        chunks = []  # per l_O ascending: (sh_dim, d_I, P·d_O), columns (p, m)
+        chunks = []  # per l_O ascending: (sh_dim, d_I, d_O·P), columns (m, p)
         for l_out in sorted(lo for li, lo in pairs if li == l_in):
             paths = coupled_orders(l_in, l_out, irreps_sh)
-            chunks.append(torch.stack([coefficients[(l_in, l_f, l_out)].transpose(0, 1) for l_f in paths], dim=2)
+            chunks.append(torch.stack([coefficients[(l_in, l_f, l_out)].transpose(0, 1) for l_f in paths], dim=3)
                           .flatten(2))
         stacked = torch.cat(chunks, dim=2).to(device=edge_sh.device, dtype=edge_sh.dtype)  # (sh_dim, d_I, R)
         block = edge_sh @ stacked.reshape(edge_sh.shape[1], -1)
@@ -258,12 +258,14 @@ def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry:
     mixed = {}  # l_O -> (N·d_O, C), rows (i, m)
     for (l_in, l_out, _, n_channels, n_paths), w, block in zip(plan.pairs, w_blocks, m_blocks):
         d_out, width = 2 * l_out + 1, n_paths * n_channels
-        # a contiguous copy first: the broadcast product below runs 2-3x faster on it than on the split view
-        chunk = next(chunks[l_in]).reshape(edges, width, d_out)                            # (E, U·P, d_O)
-        weighted = w.view(edges, width, 1) * chunk
+        # one copy to (E, d_O, U·P): the weights then broadcast over an outer axis and every
+        # product below runs on contiguous rows of U·P (2-4x faster than over the d_O ≤ 7 axis)
+        chunk = next(chunks[l_in]).view(edges, n_channels, d_out, n_paths).transpose(1, 2)
+        chunk = chunk.reshape(edges, d_out, width).contiguous()                           # (E, d_O, U·P)
+        weighted = chunk * w.view(edges, 1, width)
         summed = scatter(weighted.reshape(edges, -1), centre, dim=0, dim_size=nodes, reduce="sum")
         # Eq. (11) on N rows, not E: the Linear commutes with the sum over neighbours
-        rows = summed.view(nodes, width, d_out).transpose(1, 2).reshape(nodes * d_out, width)
+        rows = summed.view(nodes * d_out, width)                                          # (N·d_O, U·P)
         mixed[l_out] = rows @ block if l_out not in mixed else torch.addmm(mixed[l_out], rows, block)
     return torch.cat([mixed[l].view(nodes, -1, channels).transpose(1, 2).reshape(nodes, -1)
                       for l in plan.orders_out], dim=1)  # (N, irreps_out.dim), e3nn's (w, m) layout
