@@ -300,6 +300,7 @@ class _Engine:
         on_gpu = self.platform.getName() in ("CUDA", "OpenCL", "HIP")
         self.workers = int(workers or (8 if on_gpu else (os.cpu_count() or 1)))
         self.system = make_system(types, box)
+        self.thermostat_rate = thermostat_rate
         self.parent_integrator = mm.NoseHooverIntegrator(kelvin(temperature), thermostat_rate, dt)
         self.parent = make_context(self.system, self.parent_integrator, self.platform)
         self._replica_contexts: queue.Queue = queue.Queue()
@@ -309,6 +310,14 @@ class _Engine:
 
     def close(self):
         self.pool.shutdown(wait=True)
+
+    def reset_parent(self, temperature):
+        """A fresh thermostatted parent at ``temperature`` (no thermostat state carried over), so
+        that a run that restarts from saved positions continues exactly as an uninterrupted one."""
+        mm = _openmm()
+        self.temperature = temperature
+        self.parent_integrator = mm.NoseHooverIntegrator(kelvin(temperature), self.thermostat_rate, self.dt)
+        self.parent = make_context(self.system, self.parent_integrator, self.platform)
 
     def set_temperature(self, temperature):
         self.temperature = temperature
@@ -645,6 +654,11 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
     At ``trajectory_temperature`` a short trajectory of ``trajectory_frames`` frames over
     one τ_α is also kept, for 3D views. Written atomically as one glasslab relaxation file
     (see :func:`glasslab.io.write_relaxation`).
+
+    Resumable: each finished temperature is kept in ``<out>.parts/`` with the positions and the
+    random-generator state the next one starts from (each temperature starts a fresh thermostat),
+    so rerunning the same call after an interruption continues with the same numbers; a call
+    with other arguments for the same ``out`` is refused.
     """
     from glasslab import _checks  # arguments checked before any MD is run
 
@@ -673,12 +687,23 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
     box = np.full(3, ka.box_length(n_particles))
     mask_a = types == ka.TYPE_A
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 - 2]))
+    parts = _parts_dir(out)
+    arguments = {"temperatures": temps, "n_particles": n_particles, "seed": seed, "production_taus": production_taus,
+                 "n_origins": n_origins, "n_snapshots": n_snapshots, "equilibration_taus": equilibration_taus,
+                 "trajectory_temperature": trajectory_temperature, "trajectory_frames": trajectory_frames, "dt": dt}
+    state = _relaxation_state(parts, arguments)
+    records = [io.read_relaxation(parts / f"temperature_{k:02d}.h5")[0] for k in range(state["done"])]
+    initial = np.load(parts / "next_positions.npy") if state["done"] else None
+    if state["done"]:
+        rng.bit_generator.state = state["rng"]
     engine = _Engine(types, box, temps[0], dt, 1.0, platform, 1)
-    records, wall0 = [], time.time()
-    initial = None
+    wall0 = time.time() - state["wall_time"]
     try:
-        for temperature in tqdm(temps, desc="temperatures", disable=not progress):
+        for index, temperature in enumerate(tqdm(temps, desc="temperatures", disable=not progress)):
+            if index < state["done"]:
+                continue
             t0 = time.time()
+            engine.reset_parent(temperature)
             equil = equilibrate(engine, temperature, equilibration_taus, rng, initial=initial, progress=progress)
             tau = equil["tau_alpha"]
             integ = mm.VerletIntegrator(dt)
@@ -722,6 +747,12 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
                 record.trajectory_dt = every * dt
             records.append(record)
             initial = _positions(engine.parent)
+            io.write_relaxation(parts / f"temperature_{index:02d}.h5", [record])
+            with atomic_path(parts / "next_positions.npy") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, initial)
+            state.update(done=index + 1, rng=rng.bit_generator.state, wall_time=time.time() - wall0)
+            write_json(parts / "state.json", state)
         hardware = engine.hardware()
     finally:
         engine.close()
@@ -733,4 +764,21 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
         "equilibration_taus": equilibration_taus, "dt": dt, "hardware": hardware,
         "wall_time_s": round(time.time() - wall0, 1), "openmm_version": openmm.__version__,
     }
-    return io.write_relaxation(out, records, provenance=provenance)
+    io.write_relaxation(out, records, provenance=provenance)
+    shutil.rmtree(parts)
+    return out
+
+
+def _relaxation_state(parts: Path, arguments: dict) -> dict:
+    """The progress record of an unfinished relaxation study in ``parts`` (a fresh one if none);
+    refuses one made with other arguments."""
+    arguments = json.loads(json.dumps(arguments))
+    state_file = parts / "state.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if state.get("arguments") != arguments:
+            raise ValueError(f"{parts}: holds an unfinished relaxation study with other arguments "
+                             f"({state.get('arguments')}); delete that folder or choose another output file")
+        return state
+    parts.mkdir(parents=True, exist_ok=True)
+    return {"arguments": arguments, "done": 0, "rng": None, "wall_time": 0.0}

@@ -1,6 +1,7 @@
 """Physics checks of the OpenMM engine, fast, on CPU."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,9 +102,17 @@ def test_inherent_structure_is_a_minimum():
     assert -8.0 < e_is.mean() < -7.0  # KA inherent-structure energies lie near -7.6 per particle
 
 
-def test_relaxation_study_records_correlation_functions(tmp_path):
-    out = simulate.relaxation_study([2.0, 1.5], tmp_path / "relax.h5", n_particles=200, seed=3, production_taus=12,
-                                    equilibration_taus=5, n_origins=8, progress=False)
+RELAXATION = dict(n_particles=200, seed=3, production_taus=12, equilibration_taus=5, n_origins=8, progress=False)
+
+
+@pytest.fixture(scope="module")
+def relaxation_run(tmp_path_factory):
+    return simulate.relaxation_study([2.0, 1.5], tmp_path_factory.mktemp("relax") / "relax.h5", **RELAXATION)
+
+
+def test_relaxation_study_records_correlation_functions(relaxation_run):
+    out = relaxation_run
+    assert not out.with_name(out.name + ".parts").exists()
     records = {round(r.temperature, 3): r for r in io.read_relaxation(out)}
     assert set(records) == {2.0, 1.5} and records[1.5].tau_alpha > records[2.0].tau_alpha
     for r in records.values():
@@ -113,6 +122,30 @@ def test_relaxation_study_records_correlation_functions(tmp_path):
         assert np.all(np.diff(r.curves["msd_a"]) > 0)
         # Q(t) counts particles that moved less than 0.3: a slower criterion than F_s at q = 7.25
         assert r.meta["tau_overlap"] > r.tau_alpha
+
+
+def test_relaxation_study_resumes_after_an_interruption(relaxation_run, tmp_path, monkeypatch):
+    out = tmp_path / "resumed.h5"
+    original = io.write_relaxation
+
+    def interrupt_after_first_temperature(path, records, provenance=None):
+        if Path(path).name == "temperature_01.h5":
+            raise KeyboardInterrupt  # as if killed while saving the second temperature
+        return original(path, records, provenance)
+
+    monkeypatch.setattr(io, "write_relaxation", interrupt_after_first_temperature)
+    with pytest.raises(KeyboardInterrupt):
+        simulate.relaxation_study([2.0, 1.5], out, **RELAXATION)
+    parts = out.with_name(out.name + ".parts")
+    assert (parts / "temperature_00.h5").exists() and not (parts / "temperature_01.h5").exists() and not out.exists()
+    monkeypatch.setattr(io, "write_relaxation", original)
+    with pytest.raises(ValueError, match="other arguments"):
+        simulate.relaxation_study([2.0, 1.5], out, **{**RELAXATION, "seed": 4})
+    simulate.relaxation_study([2.0, 1.5], out, **RELAXATION)
+    assert not parts.exists()
+    for a, b in zip(io.read_relaxation(relaxation_run), io.read_relaxation(out)):
+        assert a.temperature == b.temperature and a.tau_alpha == b.tau_alpha
+        assert np.array_equal(a.snapshots, b.snapshots) and np.array_equal(a.curves["fs_a"], b.curves["fs_a"])
 
 
 @pytest.fixture(scope="module")
