@@ -44,7 +44,7 @@ def config(path, **kw):
 
 def test_train_writes_a_complete_run_and_learns(tmp_path):
     data = write_dataset(tmp_path / "d.h5")
-    results = train.train(config(data, epochs=12, lr=5e-3), out_root=tmp_path / "runs", progress=False)
+    results = train.train(config(data, epochs=12), out_root=tmp_path / "runs", progress=False)
     run = tmp_path / "runs" / "tiny"
     assert {p.name for p in run.iterdir()} >= {"config.json", "history.csv", "last.pt", "best.pt", "results.json"}
     history = (run / "history.csv").read_text().splitlines()
