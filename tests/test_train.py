@@ -113,11 +113,11 @@ def test_monitor_val_rho_keeps_the_epoch_of_highest_validation_rho(tmp_path):
 
 def test_changing_the_monitor_on_resume_restarts_the_selection(tmp_path):
     data = write_dataset(tmp_path / "d.h5")
-    train.train(config(data, name="m", epochs=3), out_root=tmp_path, progress=False)
+    train.train(config(data, name="m", epochs=3, monitor="val_loss"), out_root=tmp_path, progress=False)
     res = train.train(config(data, name="m", epochs=5, monitor="val_rho"), out_root=tmp_path, progress=False)
     assert res["epochs_run"] == 5 and res["best_epoch"] in (4, 5) and res["config"]["monitor"] == "val_rho"
     with pytest.raises(ValueError, match="another config"):
-        train.train(config(data, name="m", epochs=6, lr=1e-2), out_root=tmp_path, progress=False)
+        train.train(config(data, name="m", epochs=6, lr=3e-3), out_root=tmp_path, progress=False)
 
 
 def test_transfer_retrains_only_the_head_and_evaluate(tmp_path):
