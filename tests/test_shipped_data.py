@@ -124,7 +124,7 @@ def test_core_pretrained_models_are_shipped_with_their_results():
     assert pretrained.results("ka064_se3_lmax1_s0")["model_parameters"] == 5_381 + 9 * (k - 1)
 
 
-@pytest.mark.parametrize("name", ["ka064_se3_lmax1_s0", "ka064_se3_lmax0_s0"])
+@pytest.mark.parametrize("name", CORE_MODELS)
 def test_pretrained_model_reproduces_its_reported_test_correlation(name, main_snapshots):
     model = pretrained.load(name)
     meta = model.metadata
