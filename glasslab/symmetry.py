@@ -41,6 +41,17 @@ def rotate_graph(data, rotation: torch.Tensor):
     return out
 
 
+def seeded_generator(seed: int | None) -> torch.Generator:
+    """A torch generator seeded with ``seed``, or non-deterministically when it is None (the
+    augmentations keep it as ``generator`` so that a resumed training restores its state)."""
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(seed)
+    else:
+        generator.seed()
+    return generator
+
+
 class RandomRotation(BaseTransform):
     """Data augmentation: rotate each graph by a fresh uniformly random rotation.
 
@@ -49,11 +60,7 @@ class RandomRotation(BaseTransform):
     """
 
     def __init__(self, seed: int | None = None):
-        self.generator = torch.Generator()
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        else:
-            self.generator.seed()
+        self.generator = seeded_generator(seed)
 
     def forward(self, data):
         return rotate_graph(data, random_rotation(self.generator))
@@ -104,11 +111,7 @@ class CubeSymmetry(BaseTransform):
     def __init__(self, seed: int | None = None, proper: bool = False):
         self.proper = proper
         self.elements = cube_symmetries(proper=proper)
-        self.generator = torch.Generator()
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        else:
-            self.generator.seed()
+        self.generator = seeded_generator(seed)
 
     def forward(self, data):
         index = int(torch.randint(len(self.elements), (1,), generator=self.generator))

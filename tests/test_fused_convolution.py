@@ -3,7 +3,6 @@ the same parameters, geometry cached per snapshot and never stale."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -15,26 +14,9 @@ from glasslab import ka
 from glasslab.graph import build_graph
 from glasslab.models import SE3GNN, count_parameters
 from glasslab.models.fused import GeometryCache, edge_vec_key
+from torch_helpers import default_dtype, one_thread  # noqa: F401  (one_thread: an autouse fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def periodic_graph(n: int = 120, seed: int = 0, dtype=torch.float64):

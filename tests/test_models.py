@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 import pytest
@@ -15,28 +14,9 @@ from glasslab import ka
 from glasslab.graph import build_graph
 from glasslab.models import BapstGNN, BesselBasis, SE3GNN, count_parameters, irrep_invariants, mlp
 from glasslab.symmetry import RandomRotation, random_rotation, rotate_graph
+from torch_helpers import default_dtype, one_thread  # noqa: F401  (one_thread: an autouse fixture)
 
 CUTOFF = 2.0
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on two cores shared with other work, thread contention makes these
-    small graphs many times slower, without changing any result checked here."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def periodic_configuration(n: int, seed: int):
