@@ -5,7 +5,8 @@
 #   make test        unit tests + every notebook through nbval
 #   make lab         JupyterLab on the same environment
 #   make check-book  a small book (chapter 8 and a rendering sample) built and checked in headless Chromium
-# All create .venv when missing. torch: the CPU build by default on Linux (PyTorch's CPU wheel index);
+# All create .venv when missing. torch: the CPU build by default on Linux (PyTorch's CPU wheel index,
+# or the default index when that one cannot be reached, e.g. offline mirrors);
 # CUDA users: make book TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 (or install the torch
 # they want into .venv first: an installed torch is kept). Tested versions: CONSTRAINTS=constraints.txt.
 
@@ -31,7 +32,9 @@ $(STAMP): pyproject.toml
 		echo "keeping the installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
 	else \
 		echo "installing $(TORCH)"; \
-		$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),); \
+		$(if $(TORCH_INDEX_URL),$(BIN)/python -m pip install --quiet --retries 0 --timeout 15 "$(TORCH)" --index-url $(TORCH_INDEX_URL) || \
+		{ echo "$(TORCH_INDEX_URL) not reachable: installing $(TORCH) from the default index"; \
+		  $(BIN)/python -m pip install --quiet "$(TORCH)"; };,$(BIN)/python -m pip install --quiet "$(TORCH)";) \
 	fi
 	$(BIN)/python -m pip install --quiet -e ".[book,test,sim]" $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 	@touch $@
