@@ -142,7 +142,7 @@ class BapstGNN(nn.Module):
         readout_norm: standardise every node feature over its graph (zero mean, unit variance
             per snapshot, no parameters) before the decoder; see "Conditioning" above.
         core_norm: the same standardisation of the node features after every core step.
-        edge_length: also feed the edge length |x_j − x_i| to the edge encoder (4 inputs instead
+        edge_length: also feed the edge length ``|x_j − x_i|`` to the edge encoder (4 inputs instead
             of 3, 64 more parameters); a departure from the original, which must learn lengths
             from the raw vectors.
     """

@@ -78,7 +78,7 @@ def recalibrate_batch_norm(model: nn.Module, graphs) -> None:
     dropout-on network. In evaluation mode dropout is off and those statistics are wrong:
     measured on the shipped lmax = 3 model (dropout 0.5), the predictions were shifted by up
     to +0.68 σ of the labels; re-estimating the statistics with dropout off removed the shift
-    (|offset| ≤ 0.09 σ), re-estimating them with dropout on reproduced it (0.65 σ).
+    (``|offset| ≤ 0.09 σ``), re-estimating them with dropout on reproduced it (0.65 σ).
 
     The statistics become the plain average over ``graphs`` (each one forward pass, in order),
     weighting each graph equally. Works for ``torch.nn`` batch norms and e3nn's ``BatchNorm``.
