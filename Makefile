@@ -64,7 +64,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=$(NOTEBOOK_TIMEOUT) -p no:cacheprovider book/
+	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=$(NOTEBOOK_TIMEOUT) -p no:cacheprovider --ignore=book/_build book/
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab book/
