@@ -119,6 +119,8 @@ def _simulate(args) -> None:
     _at_least("--n-particles", args.n_particles, 2)
     _at_least("--n-times", args.n_times, 1)
     _positive("--t-max-over-tau", args.t_max_over_tau)
+    if args.t_max is not None:
+        _arg("--t-max", args.t_max > 0.1, f"must exceed the first label time 0.1, got {args.t_max}")
     _at_least("--seed", args.seed, 0)
     _at_least("--workers", args.workers, 1, allow_none=True)
     out = args.out or Path("data") / f"ka3d_T{args.temperature:.2f}.h5"
@@ -128,7 +130,7 @@ def _simulate(args) -> None:
     cfg = simulate.SimulationConfig(
         temperature=args.temperature, n_particles=args.n_particles, n_configs=args.n_configs,
         replicas=args.replicas, n_times=args.n_times, t_max_over_tau=args.t_max_over_tau,
-        seed=args.seed, platform=args.platform, workers=args.workers,
+        t_max=args.t_max, seed=args.seed, platform=args.platform, workers=args.workers,
     )
     try:
         simulate.available_platform(args.platform)
@@ -286,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-particles", type=int, default=1000)
     p.add_argument("--n-times", type=int, default=10)
     p.add_argument("--t-max-over-tau", type=float, default=3.5, help="last label time in units of τ_α")
+    p.add_argument("--t-max", type=float, default=None,
+                   help="last label time in LJ units instead (give an existing chunk's last time to share its label times)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--platform", default=None, help="OpenMM platform (default: CUDA if present, else CPU)")
     p.add_argument("--workers", type=int, default=None, help="replicas run concurrently")

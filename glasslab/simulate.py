@@ -220,6 +220,10 @@ class SimulationConfig:
         replicas: iso-configurational NVE runs per configuration (even: split into halves).
         n_times: K, the number of log-spaced label times from ``t_min`` to
             ``t_max_over_tau`` × τ_α (measured during equilibration).
+        t_max: the last label time in LJ time units, instead of ``t_max_over_tau`` × τ_α. Chunks
+            of one temperature made with the same ``t_min``, ``t_max`` and ``n_times`` share their
+            label times, so they can be trained on together (τ_α measured on a single chunk
+            scatters by ~10 %, which would shift each chunk's grid).
         equilibration_taus: equilibrate at least this many (measured) τ_α.
         separation_taus: parent-trajectory time between sampled configurations, in τ_α.
         dt: MD time step (LJ units).
@@ -237,6 +241,7 @@ class SimulationConfig:
     n_times: int = 10
     t_min: float = 0.1
     t_max_over_tau: float = 3.5
+    t_max: float | None = None
     equilibration_taus: float = 20.0
     separation_taus: float = 5.0
     dt: float = 0.005
@@ -259,6 +264,10 @@ class SimulationConfig:
                      "density", "melt_temperature", "thermostat_rate"):
             setattr(self, name, _checks.number(getattr(self, name), name, minimum=0))
         self.melt_time = _checks.number(self.melt_time, "melt_time", minimum=0, strict=False)
+        if self.t_max is not None:
+            self.t_max = _checks.number(self.t_max, "t_max", minimum=0)
+            if self.t_max <= self.t_min:
+                raise ValueError(f"t_max ({self.t_max}) must exceed t_min ({self.t_min})")
         if self.replicas < 2 or self.replicas % 2:
             raise ValueError(f"replicas must be an even number >= 2 (split into two halves), got {self.replicas}")
         if self.n_configs < 1 or self.n_times < 1 or self.n_particles < 2:
@@ -276,6 +285,8 @@ class SimulationConfig:
         d = dataclasses.asdict(self)
         d.pop("platform")
         d.pop("workers")
+        if d["t_max"] is None:  # datasets made before the option existed stay resumable
+            d.pop("t_max")
         return d
 
 
@@ -465,7 +476,7 @@ def _tau_from_frames(frames, interval, mask) -> float:
 
 def _time_grid(cfg: SimulationConfig, tau: float):
     """Label times (K, in steps) and the denser F_s/MSD sampling steps, both ascending."""
-    t_max = cfg.t_max_over_tau * tau
+    t_max = cfg.t_max if cfg.t_max is not None else cfg.t_max_over_tau * tau
     label = np.unique(np.maximum(1, np.round(np.geomspace(cfg.t_min, t_max, cfg.n_times) / cfg.dt))).astype(int)
     if len(label) != cfg.n_times:
         raise ValueError(f"{cfg.n_times} label times between {cfg.t_min} and {t_max:.3g} do not fit the time step {cfg.dt}")
