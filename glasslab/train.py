@@ -234,10 +234,17 @@ def expand_paths(entries) -> list[str]:
 
 
 def _load(paths, cfg: TrainConfig):
-    graphs = []
+    graphs, first = [], None
     for p in expand_paths(paths):
-        graphs += load_graphs(p, cutoff=cfg.cutoff, positions=cfg.positions, node_scalars=cfg.node_scalars,
-                              temperature=cfg.temperature, progress=False)
+        loaded = load_graphs(p, cutoff=cfg.cutoff, positions=cfg.positions, node_scalars=cfg.node_scalars,
+                             temperature=cfg.temperature, progress=False)
+        if loaded and first is None:
+            first = (p, loaded[0].times[0])
+        elif loaded and not _same_times(loaded[0].times[0], first[1]):
+            raise ValueError(f"{p}: label times {np.round(loaded[0].times[0].numpy(), 4).tolist()} differ from those of "
+                             f"{first[0]} ({np.round(first[1].numpy(), 4).tolist()}); the k-th label of each file must be "
+                             "at the same time to be fitted by one output (make chunks with `glasslab simulate --t-max`)")
+        graphs += loaded
     if not graphs:
         raise ValueError(f"no snapshots in {paths}")
     k = graphs[0].y.shape[1]
@@ -252,6 +259,10 @@ def _load(paths, cfg: TrainConfig):
         if "y_halves" in g:
             g.y_halves = g.y_halves[:, :, cols]
     return graphs
+
+
+def _same_times(a, b) -> bool:
+    return a.shape == b.shape and bool(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=0))
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ from glasslab.models import count_parameters
 TINY_SE3 = {"lmax": 1, "channels": 2, "n_layers": 2, "dropout": 0.0}
 
 
-def write_dataset(path, n_snap=9, n=120, seed=0, temperature=0.64, tau_alpha=None):
+def write_dataset(path, n_snap=9, n=120, seed=0, temperature=0.64, tau_alpha=None, times=(1.0, 10.0)):
     """Snapshots whose 'propensity' is a structural function (the coordination number), learnable."""
     rng = np.random.default_rng(seed)
     box = np.full(3, (n / 1.2) ** (1 / 3))
@@ -25,7 +25,7 @@ def write_dataset(path, n_snap=9, n=120, seed=0, temperature=0.64, tau_alpha=Non
         signal = coord / coord.mean()  # std ~ 0.25
         y = np.stack([signal, 2.0 * signal + 0.1], axis=1)
         halves = np.stack([y + 0.02 * rng.normal(size=y.shape), y + 0.02 * rng.normal(size=y.shape)])
-        snaps.append(io.Snapshot(x, types, box, temperature, times=[1.0, 10.0], propensity=halves.mean(0),
+        snaps.append(io.Snapshot(x, types, box, temperature, times=list(times), propensity=halves.mean(0),
                                  propensity_halves=halves, meta={} if tau_alpha is None else {"tau_alpha": tau_alpha}))
     return io.write_h5(path, snaps)
 
@@ -151,6 +151,16 @@ def test_evaluate_matches_outputs_by_t_over_tau_alpha(tmp_path):
     assert direct["outputs"] == [0, 0] and direct["output_times"] == [1.0, 1.0]
     same = train.evaluate(tmp_path / "src" / "best.pt", source, device="cpu")
     assert same["outputs"] == [0, 1]
+
+
+def test_chunks_train_together_only_when_their_label_times_agree(tmp_path):
+    a = write_dataset(tmp_path / "chunk_a.h5", n_snap=3, seed=1)
+    write_dataset(tmp_path / "chunk_b.h5", n_snap=3, seed=2)
+    splits = train.make_splits(config(tmp_path / "chunk_*.h5"))
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 6
+    other = write_dataset(tmp_path / "other.h5", n_snap=3, seed=3, times=(1.0, 12.0))
+    with pytest.raises(ValueError, match=r"other\.h5: label times \[1\.0, 12\.0\] differ from those of .*chunk_a\.h5"):
+        train.make_splits(config(a, data=[str(a), str(other)]))
 
 
 def test_match_outputs():
