@@ -222,17 +222,19 @@ def _ridge(args) -> None:
     _arg("--cv", args.cv == 0 or args.cv >= 2, f"must be 0 (leave-one-out) or >= 2 folds, got {args.cv}")
     _positive("--temperature", args.temperature, allow_none=True)
     _output_file("--out", args.out)
-    _require_labels(_input_files([args.data]))
+    _output_file("--predictions", args.predictions)
+    files = _input_files(args.data)
+    _require_labels(files)
     from glasslab._atomic import write_json
     from glasslab.features import ridge_experiment
     from glasslab.train import hardware
 
-    results = ridge_experiment(args.data, split_seed=args.split_seed, positions=args.positions,
-                               n_levels=args.levels, cv=args.cv or None, temperature=args.temperature)
+    results = ridge_experiment(files, split_seed=args.split_seed, positions=args.positions, n_levels=args.levels,
+                               cv=args.cv or None, temperature=args.temperature, predictions_out=args.predictions)
     results["hardware"] = hardware()
     if args.out:
         write_json(args.out, results)
-    print(f"ridge on {args.data}: test rho per timescale = {[round(r, 3) for r in results['test']['rho_pooled']]}")
+    print(f"ridge on {' '.join(files)}: test rho per timescale = {[round(r, 3) for r in results['test']['rho_pooled']]}")
 
 
 def _info(args) -> None:
@@ -332,8 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ridge", parents=[common],
                        help="ridge regression on Boattini's expert descriptors (same split as the GNNs)")
-    p.add_argument("data", type=Path)
+    p.add_argument("data", nargs="+", help="data files or globs, read together in the networks' order (same split)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--predictions", type=Path, default=None,
+                   help="write the test predictions as .npz (for paired comparisons with the networks)")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--positions", choices=["thermal", "inherent"], default="thermal")
     p.add_argument("--levels", type=int, default=1, help="coarse-graining levels after level 0 (default 1)")

@@ -167,6 +167,21 @@ class GlassDataset(torch.utils.data.Dataset):
         return self.transform(g) if self.transform is not None else g
 
 
+def check_label_times(path, times, reference) -> None:
+    """Raise ``ValueError`` unless the label times of ``path`` equal those of ``reference``.
+
+    ``times``: (K,) label times of ``path``; ``reference``: ``(path, times)`` of the first file.
+    Files read together (chunks of one temperature) must agree, since the k-th output of a
+    model fits the k-th label of every snapshot (relative tolerance 1e-6).
+    """
+    times, (ref_path, ref_times) = np.asarray(times, float), reference
+    ref_times = np.asarray(ref_times, float)
+    if times.shape != ref_times.shape or not np.allclose(times, ref_times, rtol=1e-6, atol=0):
+        raise ValueError(f"{path}: label times {np.round(times, 4).tolist()} differ from those of {ref_path} "
+                         f"({np.round(ref_times, 4).tolist()}); the k-th label of each file must be at the same "
+                         "time to be fitted by one output (make chunks with `glasslab simulate --t-max`)")
+
+
 def split_indices(n: int, fractions=(0.5, 0.4, 0.1), seed: int = 0):
     """Reproducible train / validation / test indices of ``n`` snapshots.
 

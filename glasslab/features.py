@@ -898,27 +898,39 @@ def box_grid(box, delta: float = DEFAULT_RADIAL_DELTA, r_max: float = 5.0, step:
     return np.round(np.arange(1.0, limit + 1e-9, step), 10)
 
 
-def ridge_experiment(path, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), positions: str = "thermal",
+def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), positions: str = "thermal",
                      l_values=DEFAULT_ANGULAR_L, n_levels: int = 1, cv: int | None = 4, n_bootstrap: int = 1000,
-                     temperature: float | None = None, progress: bool = True) -> dict:
+                     temperature: float | None = None, predictions_out=None, progress: bool = True) -> dict:
     """Ridge regression on Boattini's descriptors, trained and tested on the same split as the GNNs.
 
-    Descriptors: :func:`expert_features` with the radial and angular grids of :func:`box_grid`
-    (the largest Boattini grid the periodic box allows), orders ``l_values`` and ``n_levels``
-    coarse-grainings. The ridge (:class:`RidgeBaseline`, one α per timescale chosen by ``cv``-fold
-    cross-validation grouped by snapshot, or leave-one-out if ``cv`` is None) is fitted on the A
-    particles of the training snapshots of :func:`glasslab.dataset.split_indices` (validation
-    snapshots unused) and reported on the test snapshots with :func:`glasslab.metrics.report`.
+    ``data``: a file, a glob or a list of them, read in the order of
+    :func:`glasslab.train.expand_paths` (the networks' order, hence their split); files must
+    share their label times. Descriptors: :func:`expert_features` with the radial and angular
+    grids of :func:`box_grid` (the largest Boattini grid the periodic box allows), orders
+    ``l_values`` and ``n_levels`` coarse-grainings. The ridge (:class:`RidgeBaseline`, one α per
+    timescale chosen by ``cv``-fold cross-validation grouped by snapshot, or leave-one-out if
+    ``cv`` is None) is fitted on the A particles of the training snapshots of
+    :func:`glasslab.dataset.split_indices` (validation snapshots unused) and reported on the test
+    snapshots with :func:`glasslab.metrics.report`. ``predictions_out``: also write the test
+    predictions as ``.npz`` (``predictions`` (S, N, K) float32, ``test_indices`` (S,)), for paired
+    comparisons with other models on the same particles.
     """
     import time
 
     from tqdm.auto import tqdm
 
     from glasslab import io, metrics
-    from glasslab.dataset import split_indices
+    from glasslab.dataset import check_label_times, split_indices
+    from glasslab.train import expand_paths
 
     t0 = time.time()
-    snaps = io.read(path, temperature=temperature)
+    files = expand_paths([data] if isinstance(data, (str, Path)) else data)
+    snaps = []
+    for f in files:
+        read = io.read(f, temperature=temperature)
+        if read and snaps:
+            check_label_times(f, read[0].times, (files[0], snaps[0].times))
+        snaps += read
     train_idx, _, test_idx = split_indices(len(snaps), fractions, split_seed)
     grid = box_grid(snaps[0].box)
     wanted = sorted(set(train_idx) | set(test_idx))
@@ -932,13 +944,20 @@ def ridge_experiment(path, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
     halves = [snaps[i].propensity_halves for i in test_idx] if all(snaps[i].propensity_halves is not None for i in test_idx) else None
     test = metrics.report(preds, [snaps[i].propensity for i in test_idx], [snaps[i].types == ka.TYPE_A for i in test_idx],
                           halves, n_bootstrap=n_bootstrap)
+    if predictions_out is not None:
+        from glasslab._atomic import atomic_path
+
+        with atomic_path(predictions_out) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, predictions=np.stack(preds).astype(np.float32), test_indices=np.asarray(test_idx))
     return {
-        "name": f"ridge_{Path(path).stem}", "model": "ridge (Boattini descriptors)", "data": str(path),
+        "name": f"ridge_{Path(files[0]).stem}", "model": "ridge (Boattini descriptors)",
+        "data": files[0] if len(files) == 1 else files,
         "test": test, "times": snaps[0].times.tolist(), "n_features": len(names), "alpha": model.alpha_.tolist(),
         "descriptors": {"r_grid": [float(grid[0]), float(grid[-1]), len(grid)], "delta": DEFAULT_RADIAL_DELTA,
                         "l_values": [int(l) for l in l_values], "n_levels": n_levels, "r_c": DEFAULT_CG_RC,
                         "positions": positions},
         "cv": "leave-one-out" if cv is None else f"{cv}-fold, grouped by snapshot",
         "split_sizes": {"train": len(train_idx), "test": len(test_idx)}, "split_seed": split_seed,
+        "split_indices": {"test": [int(i) for i in test_idx]},
         "wall_time_s": round(time.time() - t0, 1),
     }

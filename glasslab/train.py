@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from glasslab import _checks, metrics, recipes
 from glasslab._atomic import atomic_path, write_json
-from glasslab.dataset import GlassDataset, load_graphs, split_indices
+from glasslab.dataset import GlassDataset, check_label_times, load_graphs, split_indices
 from glasslab.io import read_h5_info, sniff_format
 from glasslab.models.blocks import count_parameters, has_active_dropout, recalibrate_batch_norm
 from glasslab.paths import data_dir, default_device
@@ -239,11 +239,9 @@ def _load(paths, cfg: TrainConfig):
         loaded = load_graphs(p, cutoff=cfg.cutoff, positions=cfg.positions, node_scalars=cfg.node_scalars,
                              temperature=cfg.temperature, progress=False)
         if loaded and first is None:
-            first = (p, loaded[0].times[0])
-        elif loaded and not _same_times(loaded[0].times[0], first[1]):
-            raise ValueError(f"{p}: label times {np.round(loaded[0].times[0].numpy(), 4).tolist()} differ from those of "
-                             f"{first[0]} ({np.round(first[1].numpy(), 4).tolist()}); the k-th label of each file must be "
-                             "at the same time to be fitted by one output (make chunks with `glasslab simulate --t-max`)")
+            first = (p, loaded[0].times[0].numpy())
+        elif loaded:
+            check_label_times(p, loaded[0].times[0].numpy(), first)
         graphs += loaded
     if not graphs:
         raise ValueError(f"no snapshots in {paths}")
@@ -259,10 +257,6 @@ def _load(paths, cfg: TrainConfig):
         if "y_halves" in g:
             g.y_halves = g.y_halves[:, :, cols]
     return graphs
-
-
-def _same_times(a, b) -> bool:
-    return a.shape == b.shape and bool(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=0))
 
 
 @dataclasses.dataclass

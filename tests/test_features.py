@@ -406,3 +406,15 @@ def test_ridge_experiment_on_a_small_file(tmp_path):
     loo = ridge_experiment(path, l_values=[2, 4], n_levels=0, cv=None, n_bootstrap=50, progress=False)
     assert loo["cv"] == "leave-one-out" and loo["test"]["rho_pooled"][1] > 0.9
     assert res["test"]["rho_pooled"][1] > 0.9 and len(res["test"]["noise_ceiling"]) == 2
+
+    # two chunks read together split like the networks' data and store test predictions
+    io.write_h5(tmp_path / "s_b.h5", snaps[:4])
+    both = ridge_experiment(str(tmp_path / "s*.h5"), l_values=[2, 4], n_levels=0, n_bootstrap=50, progress=False,
+                            predictions_out=tmp_path / "p.npz")
+    assert both["data"] == [str(tmp_path / "s.h5"), str(tmp_path / "s_b.h5")] and both["split_sizes"]["test"] == 1
+    stored = np.load(tmp_path / "p.npz")
+    assert stored["predictions"].shape == (1, n, 2) and stored["test_indices"].tolist() == both["split_indices"]["test"]
+    io.write_h5(tmp_path / "s_c.h5", [io.Snapshot(s.positions, s.types, s.box, 0.64, times=[1.0, 3.0], propensity=s.propensity)
+                                      for s in snaps[:3]])
+    with pytest.raises(ValueError, match=r"s_c\.h5: label times \[1\.0, 3\.0\] differ"):
+        ridge_experiment(str(tmp_path / "s*.h5"), l_values=[2], n_levels=0, progress=False)

@@ -151,7 +151,7 @@ class BapstGNN(nn.Module):
 
     def __init__(self, hidden: int = 64, n_steps: int = 7, out_dim: int = 1, init: str = "deepmind",
                  message_scale: float = 1.0, readout_norm: bool = False, core_norm: bool = False,
-                 edge_length: bool = False):
+                 edge_length: bool = False, radial_basis: int = 0, cutoff: float = 2.0):
         super().__init__()
         if n_steps < 0:
             raise ValueError(f"n_steps must be >= 0, got {n_steps}")
@@ -163,7 +163,10 @@ class BapstGNN(nn.Module):
         self.n_steps = n_steps
         self.node_encoder = mlp([1, hidden, hidden], activate_final=True)
         self.edge_length = edge_length
-        self.edge_encoder = mlp([4 if edge_length else 3, hidden, hidden], activate_final=True)
+        if radial_basis < 0 or cutoff <= 0:
+            raise ValueError(f"need radial_basis >= 0 and cutoff > 0, got {radial_basis}, {cutoff}")
+        self.radial_basis = GaussianBasis(radial_basis, cutoff) if radial_basis else None
+        self.edge_encoder = mlp([3 + int(edge_length) + radial_basis, hidden, hidden], activate_final=True)
         self.core = (GraphNetworkBlock(node_dim=2 * hidden, edge_dim=2 * hidden, hidden=hidden, message_scale=message_scale)
                      if n_steps > 0 else None)
         self.decoder = mlp([hidden, hidden, hidden], activate_final=True)
@@ -194,6 +197,8 @@ class BapstGNN(nn.Module):
         edge_input = data.edge_vec
         if self.edge_length:
             edge_input = torch.cat([edge_input, torch.linalg.vector_norm(edge_input, dim=-1, keepdim=True)], dim=-1)
+        if self.radial_basis is not None:
+            edge_input = torch.cat([edge_input, self.radial_basis(torch.linalg.vector_norm(data.edge_vec, dim=-1))], dim=-1)
         encoded_edges = self.edge_encoder(edge_input)
         nodes, edges = encoded_nodes, encoded_edges
         for _ in range(self.n_steps):
@@ -207,6 +212,19 @@ class BapstGNN(nn.Module):
         if self.readout_norm:
             nodes = standardise_per_graph(nodes, getattr(data, "batch", None))
         return self.head(self.decoder(nodes))
+
+
+class GaussianBasis(nn.Module):
+    """``n`` Gaussians of the edge length r: ``exp(-(r - μ_k)² / (2 w²))``, μ_k evenly spaced on
+    [0, cutoff], w their spacing. Maps (E,) lengths in σ_AA to (E, n), values in [0, 1]; no parameters."""
+
+    def __init__(self, n: int, cutoff: float):
+        super().__init__()
+        self.register_buffer("centres", torch.linspace(0.0, cutoff, n), persistent=False)
+        self.width = cutoff / max(1, n - 1)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-0.5 * ((r[..., None] - self.centres.to(r.dtype)) / self.width) ** 2)
 
 
 def standardise_per_graph(x: torch.Tensor, batch: torch.Tensor | None, eps: float = 1e-8) -> torch.Tensor:
