@@ -163,6 +163,10 @@ def train_config(cfg, models=None, monitors=None, positions=("thermal", "inheren
     cfg.data = paths(cfg.data, "data")
     if has("test_data"):
         cfg.test_data = paths(cfg.test_data, "test_data", optional=True)
+    if has("extra_train_data"):
+        cfg.extra_train_data = paths(cfg.extra_train_data, "extra_train_data", optional=True)
+    if has("train_snapshots") and cfg.train_snapshots is not None:
+        cfg.train_snapshots = integer(cfg.train_snapshots, "train_snapshots", minimum=1)
     if models is not None and cfg.model not in models:
         raise ValueError(f"unknown model {cfg.model!r}; choose from {sorted(models)}{did_you_mean(cfg.model, models)}")
     if has("model_kwargs"):

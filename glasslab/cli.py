@@ -219,6 +219,7 @@ def _evaluate(args) -> None:
 def _ridge(args) -> None:
     _at_least("--split-seed", args.split_seed, 0)
     _at_least("--levels", args.levels, 0)
+    _at_least("--train-snapshots", args.train_snapshots, 1, allow_none=True)
     _arg("--cv", args.cv == 0 or args.cv >= 2, f"must be 0 (leave-one-out) or >= 2 folds, got {args.cv}")
     _positive("--temperature", args.temperature, allow_none=True)
     _output_file("--out", args.out)
@@ -230,7 +231,9 @@ def _ridge(args) -> None:
     from glasslab.train import hardware
 
     results = ridge_experiment(files, split_seed=args.split_seed, positions=args.positions, n_levels=args.levels,
-                               cv=args.cv or None, temperature=args.temperature, predictions_out=args.predictions)
+                               cv=args.cv or None, temperature=args.temperature, predictions_out=args.predictions,
+                               extra_train=_input_files(args.extra_train) if args.extra_train else None,
+                               train_snapshots=args.train_snapshots)
     results["hardware"] = hardware()
     if args.out:
         write_json(args.out, results)
@@ -339,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", type=Path, default=None,
                    help="write the test predictions as .npz (for paired comparisons with the networks)")
     p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--extra-train", nargs="+", default=None,
+                   help="files added to the training set; the split of DATA (its test set) is unchanged")
+    p.add_argument("--train-snapshots", type=int, default=None, help="train on the first N training snapshots only")
     p.add_argument("--positions", choices=["thermal", "inherent"], default="thermal")
     p.add_argument("--levels", type=int, default=1, help="coarse-graining levels after level 0 (default 1)")
     p.add_argument("--cv", type=int, default=4,

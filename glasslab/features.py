@@ -900,7 +900,8 @@ def box_grid(box, delta: float = DEFAULT_RADIAL_DELTA, r_max: float = 5.0, step:
 
 def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), positions: str = "thermal",
                      l_values=DEFAULT_ANGULAR_L, n_levels: int = 1, cv: int | None = 4, n_bootstrap: int = 1000,
-                     temperature: float | None = None, predictions_out=None, progress: bool = True) -> dict:
+                     temperature: float | None = None, predictions_out=None, extra_train=None,
+                     train_snapshots: int | None = None, progress: bool = True) -> dict:
     """Ridge regression on Boattini's descriptors, trained and tested on the same split as the GNNs.
 
     ``data``: a file, a glob or a list of them, read in the order of
@@ -913,7 +914,9 @@ def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
     :func:`glasslab.dataset.split_indices` (validation snapshots unused) and reported on the test
     snapshots with :func:`glasslab.metrics.report`. ``predictions_out``: also write the test
     predictions as ``.npz`` (``predictions`` (S, N, K) float32, ``test_indices`` (S,)), for paired
-    comparisons with other models on the same particles.
+    comparisons with other models on the same particles. ``extra_train`` and ``train_snapshots``
+    work as the networks' ``extra_train_data`` and ``train_snapshots``
+    (:class:`glasslab.train.TrainConfig`): files added to the training set, and a cap on its size.
     """
     import time
 
@@ -924,14 +927,23 @@ def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
     from glasslab.train import expand_paths
 
     t0 = time.time()
-    files = expand_paths([data] if isinstance(data, (str, Path)) else data)
-    snaps = []
-    for f in files:
+    def as_list(entries):
+        return expand_paths([entries] if isinstance(entries, (str, Path)) else entries)
+
+    files, extra_files = as_list(data), as_list(extra_train or [])
+    snaps, n_data = [], 0
+    for f in files + extra_files:
         read = io.read(f, temperature=temperature)
         if read and snaps:
             check_label_times(f, read[0].times, (files[0], snaps[0].times))
         snaps += read
-    train_idx, _, test_idx = split_indices(len(snaps), fractions, split_seed)
+        n_data += len(read) if f in files else 0
+    train_idx, _, test_idx = split_indices(n_data, fractions, split_seed)
+    train_idx = np.concatenate([train_idx, np.arange(n_data, len(snaps))]).astype(int)
+    if train_snapshots is not None:
+        if train_snapshots > len(train_idx):
+            raise ValueError(f"train_snapshots = {train_snapshots} but the training set has {len(train_idx)} snapshots")
+        train_idx = train_idx[:train_snapshots]
     grid = box_grid(snaps[0].box)
     wanted = sorted(set(train_idx) | set(test_idx))
     features = {}
@@ -951,7 +963,7 @@ def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
             np.savez_compressed(fh, predictions=np.stack(preds).astype(np.float32), test_indices=np.asarray(test_idx))
     return {
         "name": f"ridge_{Path(files[0]).stem}", "model": "ridge (Boattini descriptors)",
-        "data": files[0] if len(files) == 1 else files,
+        "data": files[0] if len(files) == 1 else files, "extra_train": extra_files or None,
         "test": test, "times": snaps[0].times.tolist(), "n_features": len(names), "alpha": model.alpha_.tolist(),
         "descriptors": {"r_grid": [float(grid[0]), float(grid[-1]), len(grid)], "delta": DEFAULT_RADIAL_DELTA,
                         "l_values": [int(l) for l in l_values], "n_levels": n_levels, "r_c": DEFAULT_CG_RC,

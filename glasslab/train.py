@@ -57,6 +57,10 @@ class TrainConfig:
             seed of their shuffle (the paper's 50/40/10).
         test_data: optional other files to test on (e.g. another temperature); then the
             test metrics use all their snapshots.
+        extra_train_data: optional files whose snapshots all join the training set, after
+            those of the split; the split of ``data`` (its validation and test sets) is unchanged,
+            so runs with and without them are scored on the same particles (learning curves).
+        train_snapshots: train on only the first n snapshots of the training set (None: all).
         init_from: optional checkpoint to start from (transfer learning);
             ``train_only_head`` then freezes everything but the final linear layer.
         recipe: ``"glasslab"`` (default) or ``"paper"``: where the fields below left unset (None)
@@ -91,6 +95,8 @@ class TrainConfig:
     split: tuple[float, float, float] = (0.5, 0.4, 0.1)
     split_seed: int = 0
     test_data: list[str] | None = None
+    extra_train_data: list[str] | None = None
+    train_snapshots: int | None = None
     init_from: str | None = None
     train_only_head: bool = False
     epochs: int = 100
@@ -118,6 +124,8 @@ class TrainConfig:
             self.data = [str(self.data)]
         if isinstance(self.test_data, (str, Path)):
             self.test_data = [str(self.test_data)]
+        if isinstance(self.extra_train_data, (str, Path)):
+            self.extra_train_data = [str(self.extra_train_data)]
         self.split = tuple(self.split)
         self.betas = tuple(self.betas)
         if self.schedule not in SCHEDULES:
@@ -275,8 +283,20 @@ def make_splits(cfg: TrainConfig) -> Splits:
         test, te_idx = _load(cfg.test_data, cfg), "all of test_data"
     else:
         test, te_idx = [graphs[i] for i in te], te.tolist()
-    return Splits([graphs[i] for i in tr], [graphs[i] for i in va], test,
-                  {"train": tr.tolist(), "val": va.tolist(), "test": te_idx})
+    indices = {"train": tr.tolist(), "val": va.tolist(), "test": te_idx}
+    train_graphs = [graphs[i] for i in tr]
+    if cfg.extra_train_data:
+        extra = _load(cfg.extra_train_data, cfg)
+        check_label_times(expand_paths(cfg.extra_train_data)[0], extra[0].times[0].numpy(),
+                          (expand_paths(cfg.data)[0], graphs[0].times[0].numpy()))
+        train_graphs += extra
+        indices["extra_train"] = len(extra)
+    if cfg.train_snapshots is not None:
+        if cfg.train_snapshots > len(train_graphs):
+            raise ValueError(f"train_snapshots = {cfg.train_snapshots} but the training set has {len(train_graphs)} snapshots")
+        train_graphs = train_graphs[:cfg.train_snapshots]
+        indices["train_snapshots"] = cfg.train_snapshots
+    return Splits(train_graphs, [graphs[i] for i in va], test, indices)
 
 
 def target_stats(graphs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -562,7 +582,7 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stop_reason,
         "collapsed": collapse_message(state["history"]),
         "history": state["history"], "wall_time_s": round(state["wall"], 1), "hardware": hardware(), "device": str(device),
-        "data_sha256": _digests(expand_paths(cfg.data + (cfg.test_data or []))),
+        "data_sha256": _digests(expand_paths(cfg.data + (cfg.test_data or []) + (cfg.extra_train_data or []))),
         "glasslab_commit": _git_commit(),
     })
     best["metadata"] = {k: results[k] for k in ("name", "times", "test", "split_sizes", "hardware", "wall_time_s")}

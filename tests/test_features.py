@@ -414,6 +414,9 @@ def test_ridge_experiment_on_a_small_file(tmp_path):
     assert both["data"] == [str(tmp_path / "s.h5"), str(tmp_path / "s_b.h5")] and both["split_sizes"]["test"] == 1
     stored = np.load(tmp_path / "p.npz")
     assert stored["predictions"].shape == (1, n, 2) and stored["test_indices"].tolist() == both["split_indices"]["test"]
+    extra = ridge_experiment(path, l_values=[2, 4], n_levels=0, n_bootstrap=50, progress=False,
+                             extra_train=[tmp_path / "s_b.h5"], train_snapshots=5)
+    assert extra["split_indices"] == res["split_indices"] and extra["split_sizes"] == {"train": 5, "test": 1}
     io.write_h5(tmp_path / "s_c.h5", [io.Snapshot(s.positions, s.types, s.box, 0.64, times=[1.0, 3.0], propensity=s.propensity)
                                       for s in snaps[:3]])
     with pytest.raises(ValueError, match=r"s_c\.h5: label times \[1\.0, 3\.0\] differ"):

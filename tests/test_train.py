@@ -158,7 +158,17 @@ def test_chunks_train_together_only_when_their_label_times_agree(tmp_path):
     write_dataset(tmp_path / "chunk_b.h5", n_snap=3, seed=2)
     splits = train.make_splits(config(tmp_path / "chunk_*.h5"))
     assert len(splits.train) + len(splits.val) + len(splits.test) == 6
+    base = train.make_splits(config(a))
+    more = train.make_splits(config(a, extra_train_data=str(tmp_path / "chunk_b.h5")))
+    assert more.indices["test"] == base.indices["test"] and more.indices["val"] == base.indices["val"]
+    assert len(more.train) == len(base.train) + 3 and more.indices["extra_train"] == 3
+    assert all(torch.equal(g.pos, h.pos) for g, h in zip(more.train, base.train))
+    assert len(train.make_splits(config(a, extra_train_data=[str(tmp_path / "chunk_b.h5")], train_snapshots=2)).train) == 2
+    with pytest.raises(ValueError, match="train_snapshots = 9 but the training set has"):
+        train.make_splits(config(a, train_snapshots=9))
     other = write_dataset(tmp_path / "other.h5", n_snap=3, seed=3, times=(1.0, 12.0))
+    with pytest.raises(ValueError, match=r"other\.h5: label times"):
+        train.make_splits(config(a, extra_train_data=[str(other)]))
     with pytest.raises(ValueError, match=r"other\.h5: label times \[1\.0, 12\.0\] differ from those of .*chunk_a\.h5"):
         train.make_splits(config(a, data=[str(a), str(other)]))
 
