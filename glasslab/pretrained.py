@@ -2,7 +2,10 @@
 
 Each pretrained model is a checkpoint ``data/checkpoints/<name>.pt`` (weights, config,
 target statistics) with its results ``data/results/<name>.json`` (test metrics, split,
-hardware, wall time). ``publish`` copies a finished training run there.
+hardware, wall time). ``publish`` copies a finished training run there. A ridge baseline has
+results and its test predictions (``data/results/<name>_test_predictions.npz``) instead of a
+checkpoint. :func:`test_predictions` gives the predictions of any shipped run on the test
+snapshots it was scored on, so that two runs can be compared on the same particles.
 
 What is safe to open: checkpoints are read with ``torch.load(weights_only=True)`` (tensors and
 plain containers only), so a crafted ``.pt`` file cannot run code; it is refused with
@@ -66,6 +69,55 @@ def load(name: str, device="cpu"):
         "results": results(name) if (_results() / f"{name}.json").is_file() else None,
     }
     return model
+
+
+def test_snapshots(name: str) -> list:
+    """The test snapshots (:class:`glasslab.io.Snapshot`) a shipped run was scored on, in its order."""
+    from glasslab import io
+    from glasslab.train import expand_paths
+
+    res = results(name)
+    cfg = res.get("config", {})
+    test = res.get("split_indices", {}).get("test")
+    if cfg.get("test_data"):
+        data, test = cfg["test_data"], None
+    else:
+        data = cfg.get("data", res.get("data"))
+        if test is None:
+            raise ValueError(f"the results of {name!r} do not record their test split")
+    files = expand_paths([data] if isinstance(data, str) else data)
+    kwargs = {"temperature": cfg.get("temperature") or res.get("temperature")}
+    snaps = [s for f in files for s in io.read(f, **kwargs)]
+    return snaps if test is None else [snaps[i] for i in test]
+
+
+def test_predictions(name: str, device="cpu") -> tuple[list, list]:
+    """(predictions, snapshots): a shipped run's predicted propensities (N, K) on each of its test
+    snapshots, and those snapshots. Networks are run from their checkpoint; a ridge's stored
+    predictions are read."""
+    import numpy as np
+    import torch
+
+    snaps = test_snapshots(name)
+    stored = _results() / f"{name}_test_predictions.npz"
+    if (_checkpoints() / f"{name}.pt").is_file():
+        from glasslab.dataset import snapshot_to_graph
+        from glasslab.train import predict
+
+        model = load(name, device)
+        cfg = model.metadata["config"]
+        graphs = [snapshot_to_graph(s, cutoff=cfg.get("cutoff", 2.0), positions=cfg.get("positions", "thermal"),
+                                    node_scalars=cfg.get("node_scalars", ())) for s in snaps]
+        with torch.no_grad():
+            preds = predict(model, graphs, model.metadata["target_mean"], model.metadata["target_std"], device)
+    elif stored.is_file():
+        with np.load(stored) as npz:
+            if npz["test_indices"].tolist() != results(name)["split_indices"]["test"]:
+                raise ValueError(f"{stored}: test indices differ from those of {name}'s results")
+            preds = list(npz["predictions"].astype(np.float64))
+    else:
+        raise ValueError(f"{name!r} has neither a checkpoint nor stored test predictions")
+    return preds, snaps
 
 
 def publish(run_dir, name: str | None = None) -> str:

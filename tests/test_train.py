@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from glasslab import io, pretrained, train
+from glasslab import io, metrics, pretrained, train
 from glasslab.cli import main as cli
 from glasslab.graph import radius_graph
 from glasslab.models import count_parameters
@@ -240,6 +240,20 @@ def test_publish_and_load_pretrained(tmp_path, monkeypatch):
     assert model.metadata["results"]["name"] == "tiny"
     with pytest.raises(ValueError, match="no pretrained model"):
         pretrained.load("missing")
+
+    # predictions on the run's own test snapshots reproduce its reported rho; a ridge's are stored
+    preds, snaps = pretrained.test_predictions("tiny_se3")
+    reported = model.metadata["results"]["test"]["rho_pooled"]
+    rho = metrics.correlation(preds, [s.propensity for s in snaps], [s.types == 0 for s in snaps]).pooled
+    assert len(snaps) == model.metadata["results"]["split_sizes"]["test"] and np.allclose(rho, reported, atol=1e-6)
+    from glasslab.features import ridge_experiment
+
+    ridge = ridge_experiment(data, l_values=[2], n_levels=0, n_bootstrap=20, progress=False,
+                             predictions_out=tmp_path / "shipped" / "results" / "ridge_tiny_test_predictions.npz")
+    (tmp_path / "shipped" / "results" / "ridge_tiny.json").write_text(json.dumps(ridge))
+    ridge_preds, ridge_snaps = pretrained.test_predictions("ridge_tiny")
+    rho = metrics.correlation(ridge_preds, [s.propensity for s in ridge_snaps], [s.types == 0 for s in ridge_snaps]).pooled
+    assert np.allclose(rho, ridge["test"]["rho_pooled"], atol=1e-6)
 
 
 def test_cli_train_and_evaluate(tmp_path, capsys):
