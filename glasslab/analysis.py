@@ -209,6 +209,15 @@ def tau_alpha(times, fs, level: float = np.exp(-1.0)) -> float:
     return float(np.exp(lt0 + frac * (lt1 - lt0)))
 
 
+def closest_time(times, t: float) -> int:
+    """Index of the entry of ``times`` (K,) closest to ``t`` on a logarithmic scale, e.g. the label
+    time nearest τ_α (label times are log-spaced, so "closest" is a ratio, not a difference)."""
+    times = np.asarray(times, dtype=float)
+    if times.ndim != 1 or not len(times) or (times <= 0).any() or not t > 0:
+        raise ValueError(f"closest_time needs positive times (K,) and a positive t, got {times.tolist()} and {t}")
+    return int(np.argmin(np.abs(np.log(times / t))))
+
+
 def vft(temperature, tau0, d, t0):
     """Vogel–Fulcher–Tammann law τ(T) = τ0 exp(D T0 / (T - T0))."""
     temperature = np.asarray(temperature, dtype=float)

@@ -46,6 +46,14 @@ def test_self_intermediate_scattering_of_gaussian_displacements():
         assert analysis.mean_squared_displacement(d) == pytest.approx(3 * s * s, rel=0.01)
 
 
+def test_closest_time_is_closest_in_log_time():
+    times = [0.1, 1.0, 10.0]
+    assert analysis.closest_time(times, 0.5) == 1          # |log 5| < |log 0.2|; a linear distance picks 0
+    assert analysis.closest_time(times, 0.25) == 0 and analysis.closest_time(times, 400.0) == 2
+    with pytest.raises(ValueError, match="positive"):
+        analysis.closest_time([0.0, 1.0], 1.0)
+
+
 def test_tau_alpha_interpolates_in_log_time():
     t = np.geomspace(0.01, 100, 60)
     fs = np.exp(-((t / 7.0) ** 0.8))

@@ -154,7 +154,7 @@ def test_bapst_radial_basis():
 
     assert count_parameters(BapstGNN(radial_basis=32)) - count_parameters(BapstGNN()) == 32 * 64
     basis = GaussianBasis(5, 2.0)
-    values = basis(torch.tensor([0.0, 0.5, 1.0, 1.25]))
+    values = basis(torch.tensor([0.0, 0.5, 1.0, 1.5]))
     assert values.shape == (4, 5)
     assert torch.allclose(values[:3].diagonal(), torch.ones(3)) and values[3, 2] == pytest.approx(math.exp(-0.5))
     graph = periodic_graph(100, seed=7)
