@@ -1,4 +1,4 @@
-"""The ``glasslab`` command: ``simulate``, ``relaxation``, ``train``, ``evaluate``, ``ridge``, ``info``.
+"""The ``glasslab`` command: ``simulate``, ``relaxation``, ``train``, ``evaluate``, ``ridge``, ``publish``, ``info``.
 
 Arguments are checked before any expensive work; every expected error (a bad argument, a missing,
 corrupted or refused file, a config mistake) is answered with one line naming the file or the
@@ -28,6 +28,7 @@ commands, with an example each (glasslab COMMAND --help for all options):
   train       glasslab train configs/ka064_se3_lmax1.toml --epochs 5
   evaluate    glasslab evaluate runs/ka064_se3_lmax1/best.pt data/ka3d_T0.80.h5
   ridge       glasslab ridge data/ka3d_T0.64.h5 --out ridge.json
+  publish     glasslab publish runs/ka064_se3_lmax1 --name ka064_se3_lmax1_s0
   info        glasslab info data/ka3d_T0.64.h5
 
 CPU threads: one per process on a machine with at most 2 cores or a busy one (an OMP_NUM_THREADS
@@ -240,6 +241,13 @@ def _ridge(args) -> None:
     print(f"ridge on {' '.join(files)}: test rho per timescale = {[round(r, 3) for r in results['test']['rho_pooled']]}")
 
 
+def _publish(args) -> None:
+    from glasslab import data_dir, pretrained
+
+    name = pretrained.publish(args.run, args.name)
+    print(f"published {name} (checkpoints/{name}.pt, results/{name}.json) in {data_dir()}")
+
+
 def _info(args) -> None:
     """Describe each file; every file is read in full, so a corrupted one is reported."""
     from glasslab import io
@@ -351,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folds of the cross-validation of α, grouped by snapshot (default 4); 0: leave-one-out")
     p.add_argument("--temperature", type=float, default=None)
     p.set_defaults(func=_ridge)
+
+    p = sub.add_parser("publish", parents=[common],
+                       help="copy a finished run's best checkpoint and results into the data folder (glasslab.pretrained)")
+    p.add_argument("run", type=Path, help="the run's folder (with best.pt and results.json)")
+    p.add_argument("--name", default=None, help="the published name (default: the folder's)")
+    p.set_defaults(func=_publish)
 
     p = sub.add_parser("info", parents=[common], help="describe data files (and check that they read in full)")
     p.add_argument("files", nargs="+", type=Path)

@@ -21,7 +21,7 @@ def test_help_lists_every_subcommand_with_an_example(capsys):
     text = capsys.readouterr().out
     assert "``" not in text, "RST markup in --help"
     commands = set(cli.build_parser()._subparsers._group_actions[0].choices)
-    assert commands == {"simulate", "relaxation", "train", "evaluate", "ridge", "info"}
+    assert commands == {"simulate", "relaxation", "train", "evaluate", "ridge", "publish", "info"}
     for command in commands:
         assert re.search(rf"^  {command} +glasslab {command} ", text, re.M), f"no example for {command}"
     assert "GLASSLAB_THREADS" in text

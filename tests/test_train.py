@@ -233,8 +233,9 @@ def test_publish_and_load_pretrained(tmp_path, monkeypatch):
     train.train(config(data, epochs=2), out_root=tmp_path / "runs", progress=False)
     monkeypatch.setenv("GLASSLAB_DATA", str(tmp_path / "shipped"))
     assert pretrained.available() == []
-    pretrained.publish(tmp_path / "runs" / "tiny", "tiny_se3")
+    assert cli(["publish", str(tmp_path / "runs" / "tiny"), "--name", "tiny_se3"]) == 0
     assert pretrained.available() == ["tiny_se3"]
+    assert cli(["publish", str(tmp_path / "runs")]) == 2      # not a finished run: one line, exit code 2
     model = pretrained.load("tiny_se3")
     assert not model.training and model.metadata["times"] == [1.0, 10.0]
     assert model.metadata["results"]["name"] == "tiny"
