@@ -17,9 +17,11 @@ Descriptors (all per particle, rotation invariant, periodic boxes with the minim
 References:
     E. Boattini, F. Smallenburg, L. Filion, "Averaging local structure to predict the dynamic
     propensity in supercooled liquids", PRL 127, 088007 (2021), arXiv:2105.05921 [BSF21].
-    F. S. Pezzicoli, G. Charpiat, F. P. Landes (2022), Appendix C: one SE(3) convolution with
-    Gaussian radial filters reproduces G and q_lm (``../shared/seeds/003_*``).
-    The thesis in ``../shared/seeds/001_*``, Eq. (2.6): per-particle g_i(r) descriptors.
+    F. S. Pezzicoli, G. Charpiat, F. P. Landes, "SE(3)-equivariant graph neural networks for
+    learning glassy liquids representations", arXiv:2211.03226 (2022), Appendix C: one SE(3)
+    convolution with Gaussian radial filters reproduces G and q_lm.
+    F. S. Pezzicoli, "Graph neural networks for glassy materials", Master's thesis (2021),
+    Eq. (2.6): per-particle g_i(r) descriptors.
 
 Units: lengths in σ_AA (Lennard-Jones reduced units); descriptors are dimensionless counts,
 except g_i(r) (counts per unit area, σ_AA⁻²).
@@ -100,7 +102,7 @@ __all__ = [
 # --------------------------------------------------------------------------- defaults
 # Boattini-like defaults (see the module and function docstrings for what is and is not checked
 # against BSF21): Gaussian centres every 0.1 σ_AA from 1.0 to 5.0 σ_AA with δ = 0.1, bond order
-# l = 1..12 on the same grid. Pezzicoli et al. (seed 003, Sec. III) state that a quantitative
+# l = 1..12 on the same grid. Pezzicoli et al. (arXiv:2211.03226, Sec. III) state that a quantitative
 # match of BSF21 needs a graph cutoff of 5 and l_max = 12, consistent with this grid.
 DEFAULT_RADIAL_R = np.round(np.arange(1.0, 5.0 + 1e-9, 0.1), 10)
 """Centres r of the radial Gaussians, σ_AA: 1.0, 1.1, ..., 5.0 (41 values)."""

@@ -48,7 +48,8 @@ FORMAT_VERSION = 1
 
 GLASSBENCH_BOX = 15.05658
 GLASSBENCH_TAU_ALPHA = {0.44: 4120.0, 0.50: 217.0, 0.56: 52.0, 0.64: 16.5}
-"""τ_α of the GlassBench KA state points (DESIGN.md)."""
+"""τ_α of the GlassBench KA state points (Jung et al., "Roadmap on machine learning glassy
+dynamics", arXiv:2311.14752 (2023); read in chapter 3 as self-overlap times)."""
 GLASSBENCH_TIMES = {
     0.44: (0.13, 1.3, 13.0, 130.0, 412.0, 1300.0, 4120.0, 13000.0, 41200.0, 130000.0),
 }

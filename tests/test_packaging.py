@@ -75,6 +75,7 @@ def test_notebook_is_committed_clean_and_starts_with_the_colab_cell(path):
     assert all(not c.get("outputs") for c in code), "notebooks are committed without outputs"
     assert all(c.get("execution_count") is None for c in code), "notebooks are committed without execution counts"
     assert "".join(code[0]["source"]).strip() == COLAB_CELL
+    assert code[0].get("metadata", {}).get("tags") == ["hide-cell"], "the Colab set-up is folded in the built book"
     assert COLAB_CELL in (ROOT / "book" / "intro.md").read_text()
     first_md = "".join(next(c for c in nb["cells"] if c["cell_type"] == "markdown")["source"])
     assert "What you will learn" in first_md or "what you will learn" in first_md.lower()
