@@ -169,6 +169,10 @@ def test_bapst_radial_basis():
     assert torch.allclose(captured[0][:, 3:], captured[1][:, 3:]) and not torch.allclose(captured[0][:, :3], captured[1][:, :3])
     with pytest.raises(ValueError, match="radial_basis"):
         BapstGNN(radial_basis=-1)
+    from glasslab import recipes
+
+    assert recipes.RECIPES["glasslab"]["bapst"]["model_kwargs"]["radial_basis"] == 32  # the default recipe uses it
+    assert "radial_basis" not in recipes.RECIPES["paper"]["bapst"]["model_kwargs"]  # DeepMind's does not
 
 
 def test_bapst_short_training_reduces_loss():
