@@ -1,10 +1,12 @@
 """glasslab: graph neural networks for glassy liquids, and the course that teaches them.
 
 Modules (one job each): :mod:`glasslab.ka` (Kob–Andersen constants), :mod:`glasslab.simulate`
-(OpenMM data engine), :mod:`glasslab.io` (snapshots and files), :mod:`glasslab.graph`
-(neighbour graphs), :mod:`glasslab.dataset` (graphs, caching, splits),
-:mod:`glasslab.analysis` (g(r), S(q), MSD, F_s, τ_α, χ4, noise ceiling),
-:mod:`glasslab.features` (expert descriptors), :mod:`glasslab.models` (BapstGNN, SE3GNN),
+(OpenMM data engine), :mod:`glasslab.io` (snapshots and files), :mod:`glasslab.neighbours`
+(periodic neighbour search), :mod:`glasslab.graph` (a snapshot as a PyG graph),
+:mod:`glasslab.dataset` (graphs, caching, splits), :mod:`glasslab.analysis` (g(r), S(q), MSD,
+F_s, τ_α, χ4, noise ceiling), :mod:`glasslab.harmonics` (spherical harmonics, one convention),
+:mod:`glasslab.descriptors` (expert descriptors), :mod:`glasslab.ridge` (the expert ridge
+baseline), :mod:`glasslab.models` (BapstGNN, SE3GNN),
 :mod:`glasslab.train`, :mod:`glasslab.metrics`, :mod:`glasslab.pretrained`,
 :mod:`glasslab.viz` (plots and 3D widgets), :mod:`glasslab.data` (the shipped data, downloaded
 outside a clone), :mod:`glasslab.threads` (the CPU thread policy) and :mod:`glasslab.cli`.

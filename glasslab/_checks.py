@@ -113,7 +113,6 @@ def inside(folder, root, what: str = "run folder") -> Path:
 
 # --------------------------------------------------------------------------- TrainConfig
 
-_MODEL_CLASSES = {"se3": "SE3GNN", "bapst": "BapstGNN"}
 
 
 def model_kwargs(model: str, kwargs, name: str = "model_kwargs") -> dict:
@@ -122,19 +121,16 @@ def model_kwargs(model: str, kwargs, name: str = "model_kwargs") -> dict:
         raise ValueError(f"{name} must be a table (dict) of constructor arguments, got {kwargs!r}")
     if "out_dim" in kwargs:
         raise ValueError(f"{name}: out_dim is set from the number of timescales fitted; remove it")
-    cls_name = _MODEL_CLASSES.get(model)
-    if cls_name is None:
-        return kwargs
-    from glasslab import models
+    from glasslab.models import MODELS
 
-    cls = getattr(models, cls_name, None)
+    cls = MODELS.get(model)
     if cls is None:
         return kwargs
     params = inspect.signature(cls.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return kwargs
     known = [k for k, p in params.items() if k not in ("self", "out_dim") and p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    unknown_keys(kwargs, known, f"{name} of model {model!r} ({cls_name})", kind="constructor")
+    unknown_keys(kwargs, known, f"{name} of model {model!r} ({cls.__name__})", kind="constructor")
     for key, value in kwargs.items():
         default = params[key].default
         if default is inspect.Parameter.empty or default is None:

@@ -12,7 +12,8 @@ import dataclasses
 
 import numpy as np
 
-from glasslab.graph import check_box, radius_graph
+from glasslab import _arrays
+from glasslab.neighbours import radius_graph
 
 Q_PEAK = 7.25
 """Wavenumber of the first peak of S_AA(q) for KA at ρ = 1.2, used for F_s and τ_α."""
@@ -40,7 +41,7 @@ def radial_distribution(positions, box, types=None, pair=None, r_max: float = 4.
 
     Returns ``(r, g)``: bin centres and values, each of shape (n_bins,).
     """
-    box = check_box(box, r_max)
+    box = _arrays.box(box, r_max)
     frames = np.asarray(positions, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
     n = frames.shape[1]
@@ -87,7 +88,7 @@ def structure_factor(positions, box, types=None, species=None, q_max: float = 15
 
     Returns ``(q, S)`` for the non-empty shells between 2π/L and ``q_max``.
     """
-    box = check_box(box)
+    box = _arrays.box(box)
     frames = np.asarray(positions, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
     n = frames.shape[1]

@@ -228,7 +228,7 @@ def _ridge(args) -> None:
     files = _input_files(args.data)
     _require_labels(files)
     from glasslab._atomic import write_json
-    from glasslab.features import ridge_experiment
+    from glasslab.ridge import ridge_experiment
     from glasslab.train import hardware
 
     results = ridge_experiment(files, split_seed=args.split_seed, positions=args.positions, n_levels=args.levels,

@@ -25,7 +25,6 @@ import datetime as _dt
 import json
 import pickle
 import platform
-import re
 import zipfile
 from pathlib import Path
 from typing import Any

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from glasslab.neighbours import radius_graph
+
 TYPE_A = 0
 TYPE_B = 1
 TYPE_NAMES = ("A", "B")
@@ -61,17 +63,41 @@ def pair_potential(r, type_i, type_j):
     return np.where(inside, _lj(r, eps, sig) - SHIFT[type_i, type_j], 0.0)
 
 
+def pair_derivative(r, type_i, type_j):
+    """dV_αβ/dr of :func:`pair_potential` (zero beyond 2.5 σ_αβ), in ε_AA / σ_AA."""
+    r = np.asarray(r, dtype=float)
+    eps = EPSILON[type_i, type_j]
+    sr6 = (SIGMA[type_i, type_j] / r) ** 6
+    return np.where(r < CUTOFF[type_i, type_j], -24.0 * eps * (2.0 * sr6 * sr6 - sr6) / r, 0.0)
+
+
+def _pairs(positions, types, box):
+    """Directed pairs within the largest cutoff: centres i, neighbours j, x_j - x_i, |x_j - x_i|."""
+    edge_index, vec = radius_graph(np.asarray(positions, dtype=float), MAX_CUTOFF, box=box)
+    j, i = edge_index
+    return i, j, vec, np.linalg.norm(vec, axis=1)
+
+
 def particle_energies(positions, types, box) -> np.ndarray:
     """Potential energy of each particle, half of each of its pair energies, shape (N,).
 
     Their sum is the total potential energy of the configuration. ``box`` holds the three
     edges of an orthorhombic periodic box.
     """
-    from glasslab.graph import radius_graph
-
     types = np.asarray(types)
-    edge_index, edge_vec = radius_graph(np.asarray(positions, dtype=float), MAX_CUTOFF, box=box)
-    j, i = edge_index
-    pair = pair_potential(np.linalg.norm(edge_vec, axis=1), types[i], types[j])
+    i, j, _, r = _pairs(positions, types, box)
     # each unordered pair appears twice (i->j and j->i): each copy gives half to its centre
-    return 0.5 * np.bincount(i, weights=pair, minlength=len(types))
+    return 0.5 * np.bincount(i, weights=pair_potential(r, types[i], types[j]), minlength=len(types))
+
+
+def energy_and_forces(positions, types, box) -> tuple[float, np.ndarray]:
+    """Total potential energy and the forces (N, 3) on every particle, float64.
+
+    The force on i is Σ_j V'(r_ij) (x_j - x_i) / r_ij; energy as :func:`particle_energies`.
+    """
+    types = np.asarray(types)
+    i, j, vec, r = _pairs(positions, types, box)
+    energy = 0.5 * pair_potential(r, types[i], types[j]).sum()
+    forces = np.zeros((len(types), 3))
+    np.add.at(forces, i, (pair_derivative(r, types[i], types[j]) / r)[:, None] * vec)
+    return float(energy), forces

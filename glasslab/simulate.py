@@ -85,7 +85,7 @@ def make_system(types, box):
     shift written as functions of the two particle types (KA is not Lorentz–Berthelot, so no
     per-particle combining rule gives it). The neighbour list uses the largest cutoff,
     2.5 σ_AA; A–B and B–B pairs beyond their own cutoff contribute zero. Energies equal the
-    sum of :func:`glasslab.ka.particle_energies`, forces those of :func:`energy_and_forces`.
+    sum of :func:`glasslab.ka.particle_energies`, forces those of :func:`glasslab.ka.energy_and_forces`.
 
     One force for all pairs walks the neighbour list once per step: 2× the throughput of one
     force per pair type on a CPU core (``benchmarks/bench_md.py`` keeps that layout as its
@@ -159,31 +159,11 @@ def kinetic_temperature(velocities) -> float:
 
 # --------------------------------------------------------------------------- inherent structures
 
-def energy_and_forces(positions, types, box):
-    """Total KA potential energy and forces (N, 3) in float64, from :mod:`glasslab.ka`."""
-    from glasslab.graph import radius_graph
-
-    types = np.asarray(types)
-    edge_index, vec = radius_graph(positions, ka.MAX_CUTOFF, box=box)
-    j, i = edge_index
-    ti, tj = types[i], types[j]
-    r = np.linalg.norm(vec, axis=1)
-    inside = r < ka.CUTOFF[ti, tj]
-    eps, sig = ka.EPSILON[ti, tj], ka.SIGMA[ti, tj]
-    sr6 = (sig / r) ** 6
-    energy = 0.5 * np.where(inside, 4 * eps * (sr6 * sr6 - sr6) - ka.SHIFT[ti, tj], 0.0).sum()
-    # dV/dr * (1/r); force on i from j is +dV/dr * vec/r (vec = x_j - x_i)
-    dvdr_over_r = np.where(inside, -24 * eps * (2 * sr6 * sr6 - sr6) / r**2, 0.0)
-    forces = np.zeros_like(np.asarray(positions, dtype=float))
-    np.add.at(forces, i, dvdr_over_r[:, None] * vec)
-    return float(energy), forces
-
-
 def inherent_structure(positions, types, box, context=None, gtol: float = 1e-7):
     """Minimise a configuration to its inherent structure, in float64.
 
     OpenMM's L-BFGS (``context``, if given) does the bulk of the descent; SciPy's L-BFGS on
-    :func:`energy_and_forces` then converges it in double precision until the largest
+    :func:`glasslab.ka.energy_and_forces` then converges it in double precision until the largest
     force component is below ``gtol``. Returns ``(positions_is, epot_is)`` with the
     per-particle energies (N,) from :func:`glasslab.ka.particle_energies`.
     """
@@ -198,7 +178,7 @@ def inherent_structure(positions, types, box, context=None, gtol: float = 1e-7):
     shape = x.shape
 
     def fun(flat):
-        e, f = energy_and_forces(flat.reshape(shape), types, box)
+        e, f = ka.energy_and_forces(flat.reshape(shape), types, box)
         return e, -f.ravel()
 
     res = minimize(fun, x.ravel(), jac=True, method="L-BFGS-B",

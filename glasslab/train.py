@@ -36,6 +36,7 @@ from glasslab import _checks, metrics, recipes
 from glasslab._atomic import atomic_path, write_json
 from glasslab.dataset import GlassDataset, check_label_times, load_graphs, split_indices
 from glasslab.io import read_h5_info, sniff_format
+from glasslab.models import MODELS, build_model
 from glasslab.models.blocks import count_parameters, has_active_dropout, recalibrate_batch_norm
 from glasslab.paths import data_dir, default_device
 from glasslab.symmetry import CubeSymmetry, RandomRotation
@@ -168,19 +169,6 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-def _se3(**kwargs):
-    from glasslab.models import SE3GNN
-
-    return SE3GNN(**kwargs)
-
-
-def _bapst(**kwargs):
-    from glasslab.models import BapstGNN
-
-    return BapstGNN(**kwargs)
-
-
-MODELS = {"se3": _se3, "bapst": _bapst}
 MONITORS = ("val_loss", "val_rho")
 SCHEDULES = ("step", "cosine")
 AUGMENTATIONS = ("continuous", "cube")
@@ -196,13 +184,6 @@ def _same_run(old: dict, new: dict) -> bool:
         return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
 
     return identity(old) == identity(new)
-
-
-def build_model(name: str, out_dim: int, **kwargs) -> torch.nn.Module:
-    """A model of the registry: ``"se3"`` or ``"bapst"`` with ``out_dim`` outputs."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    return MODELS[name](out_dim=out_dim, **kwargs)
 
 
 def head_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

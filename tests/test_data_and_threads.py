@@ -1,7 +1,6 @@
 """glasslab.data (shipped files outside a clone, with pooch and SHA-256) and glasslab.threads."""
 
 import functools
-import hashlib
 import http.server
 import re
 import shutil

@@ -1,6 +1,5 @@
 """Physical validation of the shipped datasets and the shipped pretrained models (data/)."""
 
-import json
 
 import numpy as np
 import pytest

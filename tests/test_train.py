@@ -6,8 +6,8 @@ import torch
 
 from glasslab import io, metrics, pretrained, train
 from glasslab.cli import main as cli
-from glasslab.graph import radius_graph
-from glasslab.models import count_parameters
+from glasslab.models import MODELS, build_model, count_parameters
+from glasslab.neighbours import radius_graph
 
 TINY_SE3 = {"lmax": 1, "channels": 2, "n_layers": 2, "dropout": 0.0}
 
@@ -52,7 +52,7 @@ def test_train_writes_a_complete_run_and_learns(tmp_path):
     assert results["test"]["rho_pooled"][0] > 0.5  # a structural target is learnable
     assert results["split_sizes"] == {"train": 7, "val": 1, "test": 1}
     assert len(results["test"]["noise_ceiling"]) == 2 and results["test"]["noise_ceiling"][0] > 0.9
-    assert results["model_parameters"] == count_parameters(train.build_model("se3", 2, **TINY_SE3))
+    assert results["model_parameters"] == count_parameters(build_model("se3", 2, **TINY_SE3))
     assert json.loads((run / "results.json").read_text())["epochs_run"] == 12
 
 
@@ -247,7 +247,7 @@ def test_publish_and_load_pretrained(tmp_path, monkeypatch):
     reported = model.metadata["results"]["test"]["rho_pooled"]
     rho = metrics.correlation(preds, [s.propensity for s in snaps], [s.types == 0 for s in snaps]).pooled
     assert len(snaps) == model.metadata["results"]["split_sizes"]["test"] and np.allclose(rho, reported, atol=1e-6)
-    from glasslab.features import ridge_experiment
+    from glasslab.ridge import ridge_experiment
 
     ridge = ridge_experiment(data, l_values=[2], n_levels=0, n_bootstrap=20, progress=False,
                              predictions_out=tmp_path / "shipped" / "results" / "ridge_tiny_test_predictions.npz")
@@ -280,6 +280,6 @@ def test_every_shipped_config_is_a_valid_train_config():
     assert len(configs) >= 10
     for path in configs:
         cfg = train.TrainConfig.from_file(path)
-        assert cfg.model in train.MODELS and cfg.data, path
+        assert cfg.model in MODELS and cfg.data, path
         if cfg.model == "se3":
             assert set(cfg.model_kwargs) <= {"lmax", "channels", "n_layers", "dropout", "node_scalars"}, path

@@ -30,8 +30,9 @@ import matplotlib
 import numpy as np
 import py3Dmol
 
-from glasslab import ka
-from glasslab.graph import check_box, radius_graph
+from glasslab import _arrays, ka
+from glasslab.harmonics import e3nn_spherical_harmonics
+from glasslab.neighbours import radius_graph
 
 TYPE_COLOURS = ("#3b75af", "#ef8636")
 """Colours of A and B particles when coloured by type."""
@@ -128,26 +129,8 @@ class SceneView(py3Dmol.view):
 # --------------------------------------------------------------------------- checks
 
 def _check_particles(positions, types, box):
-    pos = np.asarray(positions, dtype=np.float64)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ValueError(f"positions must have shape (N, 3), got {pos.shape}")
-    if not np.isfinite(pos).all():
-        raise ValueError("positions hold NaN or inf")
-    types = np.asarray(types)
-    if types.shape != (len(pos),):
-        raise ValueError(f"types must have shape ({len(pos)},) to match the positions, got {types.shape}")
-    if types.dtype.kind not in "iu" or (len(types) and (types.min() < 0 or types.max() > 1)):
-        raise ValueError("types must be integers 0 (A) or 1 (B)")
-    return pos, types.astype(np.int64), check_box(box)
-
-
-def _check_values(values, n: int, name: str = "values") -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), one value per particle, got {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    return arr.astype(np.float64)
+    pos = _arrays.positions(positions)
+    return pos, _arrays.types(types, len(pos), len(ka.TYPE_NAMES)), _arrays.box(box)
 
 
 def _check_index(index, n: int, name: str) -> int:
@@ -321,8 +304,8 @@ def neighbourhood_view(positions, types, box, centre: int, cutoff: float = 2.0, 
     pos, types, box = _check_particles(positions, types, box)
     centre = _check_index(centre, len(pos), "centre")
     if values is not None:
-        values = _check_values(values, len(pos))
-    check_box(box, cutoff)
+        values = _arrays.per_particle(values, len(pos), finite=False)
+    _arrays.box(box, cutoff)
     idx, vec = neighbours(pos, box, centre, cutoff, graph)
     origin = pos[centre] if box is None else np.mod(pos[centre], box)
     indices = np.concatenate([[centre], idx]).astype(np.int64)
@@ -382,7 +365,7 @@ def box_view(positions, types, box, values=None, cmap: str = "coolwarm", label: 
     if box is None:
         raise ValueError("box_view needs the periodic box edges, got box=None")
     if values is not None:
-        values = _check_values(values, len(pos))
+        values = _arrays.per_particle(values, len(pos), finite=False)
     if highlight is not None and values is None:
         raise ValueError("highlight needs values to rank the particles by")
     wrapped = np.mod(pos, box)
@@ -433,7 +416,7 @@ def trajectory_view(frames, types, box, values=None, cmap: str = "coolwarm", lab
     if not np.isfinite(traj).all():
         raise ValueError("frames hold NaN or inf")
     if values is not None:
-        values = _check_values(values, len(pos))
+        values = _arrays.per_particle(values, len(pos), finite=False)
     drawn = np.mod(pos, box) + (traj - pos)
     colours, entries, name = _colouring(types, values, cmap, label, vmin, vmax, levels=64)
     radii = particle_radii(types, scale)
@@ -451,30 +434,21 @@ def trajectory_view(frames, types, box, values=None, cmap: str = "coolwarm", lab
 # --------------------------------------------------------------------------- spherical harmonics
 
 def spherical_harmonic(l: int, m: int, directions) -> np.ndarray:
-    """Real spherical harmonic Y_lm at unit vectors ``directions`` (V, 3), shape (V,).
+    """e3nn's real spherical harmonic Y_lm at unit vectors ``directions`` (V, 3), shape (V,).
 
-    This is ``e3nn.o3.spherical_harmonics(l, x, normalize=True, normalization="integral")``
-    (orthonormal on the sphere), component ``l + m``: the one convention of the course.
-    e3nn's axes differ from the usual z-polar tables: its **y axis is the polar axis**.
-    For l = 1 the components (m = -1, 0, 1) are proportional to (x, y, z), so m = 0 is the
-    harmonic symmetric about y, and e3nn's Y_lm(x, y, z) equals the textbook (Wikipedia)
-    real Y_lm at the point (z, x, y), signs included; e3nn's docs say the same: they match the
-    table when called with the argument in the order (y, z, x).
+    Component ``l + m`` of ``e3nn.o3.spherical_harmonics(l, x, normalize=True,
+    normalization="integral")`` (orthonormal on the sphere), from
+    :func:`glasslab.harmonics.e3nn_spherical_harmonics`. e3nn's **y axis is the polar axis**:
+    for l = 1 the components (m = -1, 0, 1) are proportional to (x, y, z), so m = 0 is the
+    harmonic symmetric about y; the map to the z-polar tables is :mod:`glasslab.harmonics`'.
     """
-    import torch
-    from e3nn import o3
-
     l = operator.index(l)
     m = operator.index(m)
     if not 0 <= l <= 12:
         raise ValueError(f"degree l must lie in 0..12 (e3nn's range), got {l}")
     if not -l <= m <= l:
         raise ValueError(f"order m must lie in -l..l = {-l}..{l}, got {m}")
-    x = torch.as_tensor(np.asarray(directions, dtype=np.float64))
-    if x.ndim != 2 or x.shape[1] != 3:
-        raise ValueError(f"directions must have shape (V, 3), got {tuple(x.shape)}")
-    y = o3.spherical_harmonics(l, x, normalize=True, normalization="integral")
-    return y[:, l + m].numpy()
+    return e3nn_spherical_harmonics(directions, l)[:, l + m]
 
 
 def _sphere_grid(resolution: int) -> tuple[np.ndarray, np.ndarray]:
@@ -630,12 +604,12 @@ class NeighbourhoodViewer(_Viewer):
     def __init__(self, positions, types, box, arrays: dict | None = None, cutoff: float = 2.0,
                  centre: int = 0, colour_by: str = "type", **kwargs):
         pos, types, box = _check_particles(positions, types, box)
-        check_box(box, cutoff)
+        _arrays.box(box, cutoff)
         n = len(pos)
         arrays = dict(arrays or {})
         if "type" in arrays:
             raise ValueError("'type' is reserved for the colouring by particle type; rename that array")
-        self._arrays = {name: _check_values(a, n, f"arrays[{name!r}]") for name, a in arrays.items()}
+        self._arrays = {name: _arrays.per_particle(a, n, f"arrays[{name!r}]", finite=False) for name, a in arrays.items()}
         if colour_by not in ("type", *self._arrays):
             raise ValueError(f"colour_by must be 'type' or one of {list(self._arrays)}, got {colour_by!r}")
         self._data = (pos, types, box, float(cutoff))
