@@ -12,7 +12,7 @@ from glasslab import threads  # noqa: E402  (glasslab's CPU thread policy, appli
 
 import numpy as np  # noqa: E402
 
-from glasslab.graph import radius_graph  # noqa: E402
+from glasslab.neighbours import radius_graph  # noqa: E402
 
 
 def brute_force(pos, cutoff, box):
