@@ -242,16 +242,27 @@ def fit_vft(temperatures, taus):
 
 # --------------------------------------------------------------------------- propensity
 
-def propensity(initial, replica_positions) -> np.ndarray:
+def propensity(initial, replica_positions, halves: bool = False):
     """Iso-configurational propensity: mean over replicas of ``|x_i(t) - x_i(0)|``.
 
     ``initial`` (N, 3); ``replica_positions`` (R, N, 3) or (R, K, N, 3) unwrapped positions
-    of R replicas (at K times). Returns (N,) or (N, K).
+    of R replicas (at K times). Returns (N,) or (N, K). With ``halves``, returns
+    ``(propensity, halves)``, ``halves`` (2, N) or (2, N, K) the propensities of the first and
+    of the second half of the replicas, whose agreement measures the labels' noise
+    (:func:`noise_ceiling`).
     """
     x0 = np.asarray(initial, dtype=float)
-    xr = np.asarray(replica_positions, dtype=float)
-    d = np.linalg.norm(xr - x0, axis=-1).mean(axis=0)
-    return d.T if d.ndim == 2 else d
+    distance = np.linalg.norm(np.asarray(replica_positions, dtype=float) - x0, axis=-1)  # (R, [K,] N)
+
+    def mean_over_replicas(d):
+        m = d.mean(axis=0)
+        return m.T if m.ndim == 2 else m
+
+    if not halves:
+        return mean_over_replicas(distance)
+    half = len(distance) // 2
+    return mean_over_replicas(distance), np.stack([mean_over_replicas(distance[:half]),
+                                                   mean_over_replicas(distance[half:])])
 
 
 def pearson(x, y, axis: int = 0) -> np.ndarray:

@@ -32,6 +32,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from glasslab import analysis, ka
 from glasslab._atomic import atomic_path
 
 class UnsafeFileError(ValueError):
@@ -46,9 +47,6 @@ FORMAT_NAME = "glasslab-snapshots"
 FORMAT_VERSION = 1
 
 GLASSBENCH_BOX = 15.05658
-GLASSBENCH_TAU_ALPHA = {0.44: 4120.0, 0.50: 217.0, 0.56: 52.0, 0.64: 16.5}
-"""τ_α of the GlassBench KA state points (Jung et al., "Roadmap on machine learning glassy
-dynamics", arXiv:2311.14752 (2023); read in chapter 3 as self-overlap times)."""
 GLASSBENCH_TIMES = {
     0.44: (0.13, 1.3, 13.0, 130.0, 412.0, 1300.0, 4120.0, 13000.0, 41200.0, 130000.0),
 }
@@ -527,7 +525,7 @@ def _bapst_snapshot(raw, path: Path) -> Snapshot:
             raise ValueError(f"{path}: trajectory_target_positions[{col}] has shape {target.shape}, expected (R, {n}, 3)")
         if not np.isfinite(target).all():
             raise ValueError(f"{path}: trajectory_target_positions[{col}] holds NaN or inf")
-        propensity[:, col] = np.linalg.norm(target - positions[None], axis=-1).mean(axis=0)
+        propensity[:, col] = analysis.propensity(positions, target)
     times = time[time_indices]
     order = np.argsort(times, kind="stable")
     metadata = raw["metadata"]
@@ -584,11 +582,11 @@ def glassbench_times(temperature: float) -> np.ndarray:
     key = round(float(temperature), 2)
     if key in GLASSBENCH_TIMES:
         return np.array(GLASSBENCH_TIMES[key])
-    if key not in GLASSBENCH_TAU_ALPHA:
+    if key not in ka.GLASSBENCH_TAU_ALPHA:
         raise ValueError(
-            f"no GlassBench time table for T={temperature}; known: {sorted(GLASSBENCH_TAU_ALPHA)} (pass times= explicitly)"
+            f"no GlassBench time table for T={temperature}; known: {sorted(ka.GLASSBENCH_TAU_ALPHA)} (pass times= explicitly)"
         )
-    tau = GLASSBENCH_TAU_ALPHA[key]
+    tau = ka.GLASSBENCH_TAU_ALPHA[key]
     return np.sort(np.concatenate([[0.13, 1.3, 13.0], tau * 10.0 ** (np.arange(-3, 4) / 2)]))
 
 

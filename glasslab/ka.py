@@ -30,6 +30,10 @@ CUTOFF = CUTOFF_FACTOR * SIGMA
 """Per-pair cutoffs r_c,αβ = 2.5 σ_αβ."""
 MAX_CUTOFF = float(CUTOFF.max())
 
+GLASSBENCH_TAU_ALPHA = {0.44: 4120.0, 0.50: 217.0, 0.56: 52.0, 0.64: 16.5}
+"""τ_α published with GlassBench for KA at ρ = 1.2, N = 4096 (Jung et al., "Roadmap on machine
+learning glassy dynamics", arXiv:2311.14752 (2023)); chapter 3 reads them as self-overlap times."""
+
 
 def _lj(r, eps, sig):
     sr6 = (sig / r) ** 6

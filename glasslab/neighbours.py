@@ -10,7 +10,6 @@ a deterministic order.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy.spatial import cKDTree
 
 from glasslab import _arrays
@@ -42,7 +41,7 @@ def radius_graph(pos, cutoff: float, box=None, self_loops: bool = False):
         ``x_j - x_i`` (minimum image). Tensors (on ``pos``'s device, ``pos``'s dtype) if
         ``pos`` is a tensor, numpy arrays otherwise.
     """
-    is_tensor = isinstance(pos, torch.Tensor)
+    is_tensor = hasattr(pos, "detach")  # a torch tensor; torch is imported only then
     in_dtype = _arrays.as_numpy(pos).dtype
     x = _arrays.positions(pos)
     cutoff = _arrays.positive(cutoff, "cutoff")
@@ -75,6 +74,8 @@ def radius_graph(pos, cutoff: float, box=None, self_loops: bool = False):
     edge_vec = edge_vec[order]
 
     if is_tensor:
+        import torch
+
         return (
             torch.from_numpy(edge_index).to(pos.device),
             torch.from_numpy(edge_vec).to(device=pos.device, dtype=pos.dtype),

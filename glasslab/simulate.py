@@ -41,7 +41,7 @@ from glasslab._atomic import atomic_path, write_json
 KB = 0.0083144626181532
 """Boltzmann constant in OpenMM units, kJ/(mol K): the factor between T* and kelvin."""
 
-_LITERATURE_TAU = {0.44: 4120.0, 0.50: 217.0, 0.56: 52.0, 0.64: 16.5, 0.8: 3.0, 1.0: 1.0, 2.0: 0.15}
+_LITERATURE_TAU = {**ka.GLASSBENCH_TAU_ALPHA, 0.8: 3.0, 1.0: 1.0, 2.0: 0.15}
 """Rough τ_α(T) of KA at ρ = 1.2, only to size the first equilibration segment."""
 
 
@@ -356,7 +356,7 @@ class _Engine:
     def run_replica(self, x0, velocities, steps, label_steps):
         """One NVE run from (x0, velocities), sampled at ``steps`` (ascending, in MD steps).
 
-        Returns (|Δr| at ``label_steps`` (K, N) float32, displacements' F_s and MSD curves).
+        Returns (positions at ``label_steps`` (K, N, 3), displacements at ``steps`` (S, N, 3)).
         """
         ctx, integ = self._replica_context()
         try:
@@ -372,8 +372,7 @@ class _Engine:
         finally:
             self._replica_contexts.put((ctx, integ))
         disp = np.stack([out[int(s)] for s in steps])
-        norms = np.linalg.norm(np.stack([out[int(s)] for s in label_steps]), axis=-1).astype(np.float32)
-        return norms, disp
+        return x0 + np.stack([out[int(s)] for s in label_steps]), disp
 
     def minimise(self, x):
         if self._minimizer is None:
@@ -474,11 +473,8 @@ def _sample_config(engine: _Engine, cfg: SimulationConfig, index: int, x0, label
     vels = [maxwell_boltzmann(_replica_seed(cfg.seed, index, r), n, cfg.temperature) for r in range(cfg.replicas)]
     futures = [engine.pool.submit(engine.run_replica, x0, v, steps, label_steps) for v in vels]
     results = [f.result() for f in futures]
-    norms = np.stack([r[0] for r in results])  # (R, K, N)
+    propensity, halves = analysis.propensity(x0, np.stack([r[0] for r in results]), halves=True)  # (R, K, N, 3) in
     disp = np.stack([r[1] for r in results])  # (R, S, N, 3)
-    half = cfg.replicas // 2
-    propensity = norms.mean(0).T
-    halves = np.stack([norms[:half].mean(0).T, norms[half:].mean(0).T])
     mask_a = engine.types == ka.TYPE_A
     x_is, e_is = engine.minimise(x0)
     return io.Snapshot(
