@@ -27,8 +27,9 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def data(tmp_path):
-    return write_snapshots(tmp_path / "d.h5")
+def data(snapshot_file):
+    """The shared six-snapshot file (conftest.snapshot_file)."""
+    return snapshot_file
 
 
 def run_cli(args, capsys):
@@ -265,7 +266,7 @@ def test_stale_graph_cache_with_other_settings_or_nan_is_rebuilt(tmp_path, data)
 
 
 def test_graph_errors_name_file_and_snapshot(tmp_path, data):
-    with pytest.raises(ValueError, match=r"d\.h5: snapshot 0: "):
+    with pytest.raises(ValueError, match=r"snapshots\.h5: snapshot 0: "):
         dataset.load_graphs(data, cutoff=50.0, cache=False, progress=False)
 
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from glasslab import ka
+from conftest import random_liquid
 from glasslab.graph import build_graph
 from glasslab.models import SE3GNN, has_active_dropout, recalibrate_batch_norm
 
 
 def liquid_graph(n: int = 120, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    box = np.full(3, ka.box_length(n))
-    types = (rng.random(n) < 0.2).astype(int)
-    return build_graph(rng.uniform(0, 1, (n, 3)) * box, types, box=box, cutoff=2.0)
+    positions, types, box = random_liquid(n, seed)
+    return build_graph(positions, types, box=box, cutoff=2.0)
 
 
 def batch_statistics_output(model, graph):

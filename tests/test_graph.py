@@ -91,12 +91,10 @@ def test_radius_graph_refuses_bad_input(kwargs, message):
         radius_graph(**kwargs)
 
 
-def test_build_graph_fields():
-    rng = np.random.default_rng(2)
-    n, box = 120, np.array([5.2, 5.2, 5.2])
-    pos = rng.uniform(0, 1, (n, 3)) * box + box  # unwrapped by one box
-    types = (rng.random(n) < 0.2).astype(int)
-    y = rng.random((n, 3))
+def test_build_graph_fields(liquid):
+    wrapped, types, box = liquid
+    n, pos = len(types), wrapped + box  # unwrapped by one box
+    y = np.random.default_rng(2).random((n, 3))
     data = build_graph(pos, types, box=box, cutoff=2.0, propensity=y, times=[0.1, 1.0, 10.0])
     assert data.x.shape == (n, 2) and torch.equal(data.x.argmax(1), torch.from_numpy(types))
     assert torch.equal(data.mask_a, torch.from_numpy(types == 0))

@@ -10,6 +10,7 @@ from e3nn import o3
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
+from conftest import random_liquid
 from glasslab import ka
 from glasslab.graph import build_graph
 from glasslab.models import BapstGNN, BesselBasis, SE3GNN, count_parameters, irrep_invariants, mlp
@@ -19,15 +20,8 @@ from torch_helpers import default_dtype, one_thread  # noqa: F401  (one_thread: 
 CUTOFF = 2.0
 
 
-def periodic_configuration(n: int, seed: int):
-    """``n`` uniform random positions in a cubic periodic box at the KA density, 20 % B particles."""
-    rng = np.random.default_rng(seed)
-    side = (n / ka.DENSITY) ** (1 / 3)
-    return rng.uniform(0.0, side, (n, 3)), (rng.random(n) < 0.2).astype(int), np.full(3, side)
-
-
 def periodic_graph(n: int = 100, seed: int = 0, dtype=torch.float64, **kwargs):
-    positions, types, box = periodic_configuration(n, seed)
+    positions, types, box = random_liquid(n, seed)
     return build_graph(positions, types, box=box, cutoff=CUTOFF, dtype=dtype, **kwargs)
 
 
@@ -282,7 +276,7 @@ def test_se3gnn_invariant_under_rotations(se3_model64, graph64, reference64):
 
 def test_se3gnn_invariant_under_translations(se3_model64, reference64):
     _, out = reference64
-    positions, types, box = periodic_configuration(100, seed=0)
+    positions, types, box = random_liquid(100, seed=0)
     shifted = build_graph(positions + np.array([0.7, -2.3, 11.1]), types, box=box, cutoff=CUTOFF, dtype=torch.float64)
     with torch.no_grad():
         assert relative_error(se3_model64(shifted), out) < 1e-10
@@ -290,7 +284,7 @@ def test_se3gnn_invariant_under_translations(se3_model64, reference64):
 
 def test_se3gnn_permutation_equivariant(se3_model64, reference64):
     _, out = reference64
-    positions, types, box = periodic_configuration(100, seed=0)
+    positions, types, box = random_liquid(100, seed=0)
     permutation = np.random.default_rng(1).permutation(100)
     permuted = build_graph(positions[permutation], types[permutation], box=box, cutoff=CUTOFF, dtype=torch.float64)
     with torch.no_grad():

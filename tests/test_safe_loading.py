@@ -123,12 +123,12 @@ def test_crafted_torch_files_are_refused(tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_crafted_last_pt_is_refused_on_resume(tmp_path):
+def test_crafted_last_pt_is_refused_on_resume(tmp_path, snapshot_file):
     """A planted runs/<name>/last.pt never runs code: it is loaded with weights_only=True."""
-    from bad_input_helpers import tiny_config, write_snapshots
+    from bad_input_helpers import tiny_config
 
     marker = tmp_path / "pwned"
-    data = write_snapshots(tmp_path / "d.h5")
+    data = snapshot_file
     run = tmp_path / "runs" / "tiny"
     run.mkdir(parents=True)
     torch.save({"model": {}, "state": _Payload(marker)}, run / "last.pt")
@@ -138,11 +138,11 @@ def test_crafted_last_pt_is_refused_on_resume(tmp_path):
     assert not (run / "config.json").exists()  # a refused start does not claim the name
 
 
-def test_resume_state_loads_with_weights_only(tmp_path):
+def test_resume_state_loads_with_weights_only(tmp_path, snapshot_file):
     """What train() writes to last.pt is tensors and plain containers: it reads back with weights_only."""
-    from bad_input_helpers import tiny_config, write_snapshots
+    from bad_input_helpers import tiny_config
 
-    data = write_snapshots(tmp_path / "d.h5")
+    data = snapshot_file
     # random labels: one epoch may leave a tiny network's predictions constant (no finite rho), so select by loss
     train.train(tiny_config(data, epochs=1, monitor="val_loss"), out_root=tmp_path / "runs", progress=False)
     state = torch.load(tmp_path / "runs" / "tiny" / "last.pt", weights_only=True)

@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from glasslab import ka
+from conftest import random_liquid
 from glasslab.graph import build_graph
 from glasslab.symmetry import CubeSymmetry, cube_symmetries
 
 
 def small_graph(n: int = 60, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    side = (n / ka.DENSITY) ** (1 / 3)
-    return build_graph(rng.uniform(0.0, side, (n, 3)), (rng.random(n) < 0.2).astype(int), box=np.full(3, side), cutoff=1.5)
+    positions, types, box = random_liquid(n, seed)
+    return build_graph(positions, types, box=box, cutoff=1.5)
 
 
 def as_keys(mats: torch.Tensor) -> set:

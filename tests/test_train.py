@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_liquid
 from glasslab import io, metrics, pretrained, train
 from glasslab.cli import main as cli
 from glasslab.models import MODELS, build_model, count_parameters
@@ -15,11 +16,9 @@ TINY_SE3 = {"lmax": 1, "channels": 2, "n_layers": 2, "dropout": 0.0}
 def write_dataset(path, n_snap=9, n=120, seed=0, temperature=0.64, tau_alpha=None, times=(1.0, 10.0)):
     """Snapshots whose 'propensity' is a structural function (the coordination number), learnable."""
     rng = np.random.default_rng(seed)
-    box = np.full(3, (n / 1.2) ** (1 / 3))
     snaps = []
     for _ in range(n_snap):
-        x = rng.uniform(0, 1, (n, 3)) * box
-        types = (rng.random(n) < 0.2).astype(int)
+        x, types, box = random_liquid(n, rng=rng)
         ei, _ = radius_graph(x, 2.0, box=box)  # the graph cutoff: one convolution can count these
         coord = np.bincount(ei[1], minlength=n).astype(float)
         signal = coord / coord.mean()  # std ~ 0.25

@@ -14,6 +14,7 @@ from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.figure import Figure
 from scipy.special import sph_harm_y
 
+from conftest import random_liquid
 from glasslab import analysis
 from glasslab.io import Relaxation, Snapshot
 from glasslab.viz import plots, widgets
@@ -25,10 +26,9 @@ BOX = np.full(3, (N / 1.2) ** (1 / 3))  # density 1.2, L ≈ 5.5
 @pytest.fixture
 def config():
     rng = np.random.default_rng(0)
-    positions = rng.uniform(0, 1, (N, 3)) * BOX
+    positions, types, _ = random_liquid(N, rng=rng)
     positions[0] = [0.2, 0.2, 0.2] + BOX * [1, -2, 0]  # unwrapped, near a corner
     positions[1] = [BOX[0] - 0.3, 0.2, 0.2]  # across the x boundary from particle 0
-    types = (rng.random(N) < 0.2).astype(np.int64)
     return positions, types, rng.random(N)
 
 
