@@ -13,6 +13,7 @@ import math
 
 import torch
 from torch import nn
+from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
 from glasslab.models.blocks import mlp
@@ -35,36 +36,49 @@ def variance_scaling_(tensor: torch.Tensor, scale: float, fan: int) -> torch.Ten
         return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
 
 
-class GraphNetworkBlock(nn.Module):
-    """One graph-network block without globals: update every edge, then every node.
+class GraphNetworkBlock(MessagePassing):
+    r"""One graph-network block without globals: update every edge, then every node.
 
     Edge update ``e'_ij = φ_e([e_ij, v_i, v_j])`` (graph_nets order: edge, receiver i,
-    sender j); node update ``v'_i = φ_v([Σ_j e'_ij, v_i])`` summing the *updated* features
-    of the edges received by i. ``φ_e`` and ``φ_v`` are ReLU MLPs with a ReLU on their output.
+    sender j; PyG's :meth:`edge_update`); node update ``v'_i = φ_v([Σ_j e'_ij, v_i])`` summing
+    the *updated* features of the edges received by i (PyG's :meth:`propagate` with the updated
+    edges as messages). ``φ_e`` and ``φ_v`` are ReLU MLPs with a ReLU on their output.
 
     Args:
         node_dim: width of the input node features.
         edge_dim: width of the input edge features.
         hidden: width of the hidden and output features (edges and nodes).
         message_scale: constant c multiplying the sum, ``Σ_j`` → ``c Σ_j`` (1: the original).
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal{V}|, F_{node})`, edge features
+          :math:`(|\mathcal{E}|, F_{edge})`, edge indices :math:`(2, |\mathcal{E}|)`
+          (row 0 sender j, row 1 receiver i)
+        - **output:** node features :math:`(|\mathcal{V}|, h)`, edge features
+          :math:`(|\mathcal{E}|, h)`
     """
 
     def __init__(self, node_dim: int, edge_dim: int, hidden: int, message_scale: float = 1.0):
-        super().__init__()
+        super().__init__(aggr="sum", node_dim=0)
         self.message_scale = message_scale
         self.edge_mlp = mlp([edge_dim + 2 * node_dim, hidden, hidden], activate_final=True)
         self.node_mlp = mlp([hidden + node_dim, hidden, hidden], activate_final=True)
 
     def forward(self, nodes: torch.Tensor, edges: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Update ``nodes`` (N, node_dim) and ``edges`` (E, edge_dim) along ``edge_index`` (2, E)
-        (row 0 sender j, row 1 receiver i). Returns (N, hidden) nodes and (E, hidden) edges."""
-        sender, receiver = edge_index
-        edges = self.edge_mlp(torch.cat([edges, nodes[receiver], nodes[sender]], dim=-1))
-        received = scatter(edges, receiver, dim=0, dim_size=nodes.shape[0], reduce="sum")
+        """Returns the updated (N, hidden) nodes and (E, hidden) edges."""
+        size = (nodes.shape[0], nodes.shape[0])
+        edges = self.edge_updater(edge_index, x=nodes, edge_attr=edges, size=size)
+        received = self.propagate(edge_index, edge_attr=edges, size=size)
         if self.message_scale != 1.0:
             received = received * self.message_scale
         nodes = self.node_mlp(torch.cat([received, nodes], dim=-1))
         return nodes, edges
+
+    def edge_update(self, edge_attr: torch.Tensor, x_i: torch.Tensor, x_j: torch.Tensor) -> torch.Tensor:
+        return self.edge_mlp(torch.cat([edge_attr, x_i, x_j], dim=-1))
+
+    def message(self, edge_attr: torch.Tensor) -> torch.Tensor:
+        return edge_attr
 
 
 class BapstGNN(nn.Module):

@@ -12,7 +12,7 @@ import torch
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch import nn
-from torch_geometric.utils import scatter
+from torch_geometric.nn import MessagePassing
 
 from glasslab.models.blocks import BesselBasis
 from glasslab.models.fused import EdgeGeometry, FusedPlan, GeometryCache, build_coupling, edge_vec_key, fused_convolution
@@ -40,7 +40,7 @@ def radial_mlp(n_basis: int, hidden: int, n_out: int, dropout: float) -> nn.Sequ
     )
 
 
-class EquivariantConvolution(nn.Module):
+class EquivariantConvolution(MessagePassing):
     r"""One convolution layer, Eqs. (10) and (11) of the paper.
 
     Eq. (10), channel-wise Clebsch–Gordan product of the neighbour's features with the
@@ -66,10 +66,23 @@ class EquivariantConvolution(nn.Module):
         irreps_sh: spherical harmonics of the edges, ``0e+1e+...+lmax e``.
         irreps_out: the hidden features.
         n_basis, radial_hidden, dropout: sizes and dropout rate of the radial MLP.
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal{V}|, \dim \text{irreps\_in})`, edge
+          indices :math:`(2, |\mathcal{E}|)` (row 0 neighbour j, row 1 centre i), edge harmonics
+          :math:`(|\mathcal{E}|, \dim \text{irreps\_sh})`, edge radial basis
+          :math:`(|\mathcal{E}|, \text{n\_basis})`
+        - **output:** node features :math:`(|\mathcal{V}|, \dim \text{irreps\_out})`
+
+    :meth:`forward` is PyG's message passing (:meth:`message`: Eq. (10) on every edge; sum;
+    :meth:`update`: Eq. (11)). :meth:`fused`, the same map for static geometry, does not go
+    through ``propagate``: it interleaves the sum over neighbours with the contraction, block by
+    block, so that no (E, all paths) message tensor is ever formed (see
+    :mod:`glasslab.models.fused`).
     """
 
     def __init__(self, irreps_in, irreps_sh, irreps_out, n_basis: int, radial_hidden: int, dropout: float):
-        super().__init__()
+        super().__init__(aggr="sum", node_dim=0)
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_sh = o3.Irreps(irreps_sh)
         self.irreps_out = o3.Irreps(irreps_out)
@@ -87,9 +100,12 @@ class EquivariantConvolution(nn.Module):
         """Convolve node features ``h`` (N, irreps_in.dim) along ``edge_index`` (2, E) (row 0
         neighbour j, row 1 centre i), with ``edge_sh`` (E, irreps_sh.dim) and radial basis
         ``edge_basis`` (E, n_basis). Returns (N, irreps_out.dim)."""
-        neighbour, centre = edge_index
-        messages = self.tensor_product(h[neighbour], edge_sh, self.radial(edge_basis), e3nn_layout=False)
-        summed = scatter(messages, centre, dim=0, dim_size=h.shape[0], reduce="sum")
+        return self.propagate(edge_index, h=h, edge_sh=edge_sh, edge_basis=edge_basis, size=(h.shape[0], h.shape[0]))
+
+    def message(self, h_j: torch.Tensor, edge_sh: torch.Tensor, edge_basis: torch.Tensor) -> torch.Tensor:
+        return self.tensor_product(h_j, edge_sh, self.radial(edge_basis), e3nn_layout=False)
+
+    def update(self, summed: torch.Tensor) -> torch.Tensor:
         return self.mix(summed[:, self.tensor_product.output_order])  # e3nn's layout, on N rows not E
 
 
