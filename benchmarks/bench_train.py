@@ -24,7 +24,8 @@ import torch
 
 from glasslab import threads
 from glasslab import io, ka, paths
-from glasslab.train import TrainConfig, hardware, train
+from glasslab.provenance import hardware
+from glasslab.train import TrainConfig, train
 
 MODELS = {"BapstGNN": ("bapst", {}), "SE3GNN(lmax=3)": ("se3", {"lmax": 3})}
 

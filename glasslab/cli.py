@@ -229,13 +229,11 @@ def _ridge(args) -> None:
     _require_labels(files)
     from glasslab._atomic import write_json
     from glasslab.ridge import ridge_experiment
-    from glasslab.train import hardware
 
     results = ridge_experiment(files, split_seed=args.split_seed, positions=args.positions, n_levels=args.levels,
                                cv=args.cv or None, temperature=args.temperature, predictions_out=args.predictions,
                                extra_train=_input_files(args.extra_train) if args.extra_train else None,
                                train_snapshots=args.train_snapshots)
-    results["hardware"] = hardware()
     if args.out:
         write_json(args.out, results)
     print(f"ridge on {' '.join(files)}: test rho per timescale = {[round(r, 3) for r in results['test']['rho_pooled']]}")

@@ -14,9 +14,10 @@ and returns its local path; a file already present in :func:`glasslab.data_dir` 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
+
+from glasslab import provenance
 
 REPOSITORY = "https://github.com/glasslab-course/glasslab"
 BASE_URL = f"{REPOSITORY}/raw/main/data/"
@@ -36,14 +37,6 @@ def registry() -> dict[str, str]:
             name, digest = line.split()
             entries[name] = digest
     return entries
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download_dir() -> Path:
@@ -110,7 +103,7 @@ def write_registry(folder=None) -> Path:
     lines = ["# SHA-256 of the files glasslab.data.fetch can download (python -m glasslab.data to update)"]
     for pattern in PATTERNS:
         for path in sorted(folder.glob(pattern)):
-            lines.append(f"{path.relative_to(folder).as_posix()} {sha256(path)}")
+            lines.append(f"{path.relative_to(folder).as_posix()} {provenance.sha256(path)}")
     _REGISTRY.write_text("\n".join(lines) + "\n")
     return _REGISTRY
 

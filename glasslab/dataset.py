@@ -13,7 +13,7 @@ import torch
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
-from glasslab import io
+from glasslab import io, provenance
 from glasslab._atomic import atomic_path
 from glasslab.graph import build_graph
 from glasslab.paths import cache_dir as default_cache_dir
@@ -64,14 +64,6 @@ def snapshot_to_graph(snap: io.Snapshot, cutoff: float = 2.0, positions: str = "
     return data
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_graphs(path, cutoff: float = 2.0, positions: str = "thermal", node_scalars: Sequence[str] = (),
                 cache: bool = True, cache_dir=None, temperature: float | None = None,
                 progress: bool = True) -> list[Data]:
@@ -94,7 +86,7 @@ def load_graphs(path, cutoff: float = 2.0, positions: str = "thermal", node_scal
                 "temperature": temperature, "version": GRAPH_CACHE_VERSION}
     cache_file = None
     if cache:
-        key = hashlib.sha256((_file_digest(path) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:24]
+        key = hashlib.sha256((provenance.sha256(path) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:24]
         cache_file = Path(cache_dir or default_cache_dir()) / "graphs" / f"{path.stem}-{key}.pt"
         if cache_file.exists():
             graphs = _read_cache(cache_file, settings)

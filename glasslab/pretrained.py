@@ -6,6 +6,8 @@ hardware, wall time). ``publish`` copies a finished training run there. A ridge 
 results and its test predictions (``data/results/<name>_test_predictions.npz``) instead of a
 checkpoint. :func:`test_predictions` gives the predictions of any shipped run on the test
 snapshots it was scored on, so that two runs can be compared on the same particles.
+:func:`catalogue` answers "which runs exist, of which kind, at which temperatures" from the
+common header of every results file (:func:`glasslab.provenance.run_record`).
 
 What is safe to open: checkpoints are read with ``torch.load(weights_only=True)`` (tensors and
 plain containers only), so a crafted ``.pt`` file cannot run code; it is refused with
@@ -14,6 +16,7 @@ plain containers only), so a crafted ``.pt`` file cannot run code; it is refused
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -45,6 +48,55 @@ def results(name: str) -> dict:
         return json.loads(path.read_text())
     except ValueError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc}); restore it from the repository") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One shipped result, as :func:`catalogue` lists it.
+
+    ``kind``: ``"se3"``, ``"bapst"`` or ``"ridge"``; ``lmax`` for SE(3) networks (else None);
+    ``protocol``: ``"trained"``, ``"transfer"`` (head retrained at ``test_temperature`` on a body
+    trained at ``train_temperature``) or ``"direct"`` (a checkpoint tested as it is);
+    ``node_scalars``: extra per-particle inputs (e.g. ``("epot_is",)``); ``n_train``: training
+    snapshots (None for a direct test); ``checkpoint``: whether weights are shipped.
+    """
+
+    name: str
+    kind: str
+    protocol: str
+    seed: int | None
+    train_temperature: float
+    test_temperature: float
+    lmax: int | None = None
+    node_scalars: tuple = ()
+    n_train: int | None = None
+    checkpoint: bool = False
+
+    @property
+    def model(self) -> str:
+        """``"se3_lmax<l>"``, ``"bapst"`` or ``"ridge"``."""
+        return f"se3_lmax{self.lmax}" if self.kind == "se3" else self.kind
+
+
+def catalogue(**where) -> list[Run]:
+    """Every shipped result with the common header, sorted by name; ``where`` keeps those whose
+    :class:`Run` fields (or ``model``) equal the given values, e.g.
+    ``catalogue(model="se3_lmax1", protocol="trained", train_temperature=0.64)``."""
+    folder = _results()
+    runs = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        res = results(path.stem)
+        if "kind" not in res:  # not a run (e.g. the recipe sweep's summary)
+            continue
+        cfg = res.get("config", {})
+        run = Run(name=path.stem, kind=res["kind"], protocol=res["protocol"], seed=res["seed"],
+                  train_temperature=res["train_temperature"], test_temperature=res["test_temperature"],
+                  lmax=cfg.get("model_kwargs", res.get("model_kwargs", {})).get("lmax", 3) if res["kind"] == "se3" else None,
+                  node_scalars=tuple(cfg.get("node_scalars", ())), n_train=res.get("split_sizes", {}).get("train"),
+                  checkpoint=(_checkpoints() / f"{path.stem}.pt").is_file())
+        if all(getattr(run, key) == value for key, value in where.items()):
+            runs.append(run)
+    return runs
 
 
 def load(name: str, device="cpu"):

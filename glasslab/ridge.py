@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from glasslab import _arrays, ka
+from glasslab import _arrays, ka, provenance
 from glasslab.descriptors import DEFAULT_CG_RC, DEFAULT_RADIAL_DELTA, DEFAULT_ANGULAR_L, box_grid, expert_features
 
 __all__ = ["DEFAULT_RIDGE_ALPHAS", "RidgePerTargetCV", "RidgeBaseline", "ridge_experiment"]
@@ -305,6 +305,8 @@ def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
             np.savez_compressed(fh, predictions=np.stack(preds).astype(np.float32), test_indices=np.asarray(test_idx))
     return {
         "name": f"ridge_{Path(files[0]).stem}", "model": "ridge (Boattini descriptors)",
+        **provenance.run_record("ridge", "trained", None, snaps[train_idx[0]].temperature, snaps[test_idx[0]].temperature,
+                                files + extra_files, time.time() - t0),
         "data": files[0] if len(files) == 1 else files, "extra_train": extra_files or None,
         "test": test, "times": snaps[0].times.tolist(), "n_features": len(names), "alpha": model.alpha_.tolist(),
         "descriptors": {"r_grid": [float(grid[0]), float(grid[-1]), len(grid)], "delta": DEFAULT_RADIAL_DELTA,
@@ -313,5 +315,4 @@ def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
         "cv": "leave-one-out" if cv is None else f"{cv}-fold, grouped by snapshot",
         "split_sizes": {"train": len(train_idx), "test": len(test_idx)}, "split_seed": split_seed,
         "split_indices": {"test": [int(i) for i in test_idx]},
-        "wall_time_s": round(time.time() - t0, 1),
     }

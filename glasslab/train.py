@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io as _io
 import json
 import math
 import os
-import platform
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +29,7 @@ import torch
 from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
-from glasslab import _checks, metrics, recipes
+from glasslab import _checks, metrics, provenance, recipes
 from glasslab._atomic import atomic_path, write_json
 from glasslab.dataset import GlassDataset, check_label_times, load_graphs, split_indices
 from glasslab.io import read_h5_info, sniff_format
@@ -378,38 +375,6 @@ def make_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
-    except Exception:
-        return None
-
-
-def hardware() -> str:
-    """One line describing where this process runs (GPU name or CPU cores)."""
-    if torch.cuda.is_available():
-        return f"GPU {torch.cuda.get_device_name(0)}; torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    return f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores ({cpu}); torch {torch.__version__}"
-
-
-def _file_digest(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def _digests(files, limit: int = 20) -> dict:
-    """SHA-256 prefixes of the data files (of the first ``limit``, for large public datasets)."""
-    out = {p: _file_digest(p) for p in files[:limit]}
-    if len(files) > limit:
-        out["..."] = f"{len(files) - limit} more files not hashed"
-    return out
-
-
 def _save(path, state: dict) -> None:
     buffer = _io.BytesIO()
     torch.save(state, buffer)
@@ -450,8 +415,10 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     tau_alpha = recorded_tau_alpha(expand_paths(cfg.data)[0])  # stored with the weights, for evaluate()
     model = build_model(cfg.model, out_dim=k, **cfg.model_kwargs).to(device)
     params = model.parameters()
+    trained_at = float(splits.train[0].temperature)  # of the network's body: the source's for a transfer
     if cfg.init_from:
         start = _checks.load_torch_file(cfg.init_from, "init_from checkpoint", map_location=device)
+        trained_at = training_temperature(start)
         _same_architecture(start, cfg)
         _checks.load_weights(model, start.get("model"), cfg.init_from, "init_from checkpoint")
         if cfg.train_only_head:
@@ -562,9 +529,10 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         "split_indices": splits.indices, "times": splits.train[0].times[0].tolist(),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_by": stop_reason,
         "collapsed": collapse_message(state["history"]),
-        "history": state["history"], "wall_time_s": round(state["wall"], 1), "hardware": hardware(), "device": str(device),
-        "data_sha256": _digests(expand_paths(cfg.data + (cfg.test_data or []) + (cfg.extra_train_data or []))),
-        "glasslab_commit": _git_commit(),
+        "history": state["history"], "device": str(device),
+        **provenance.run_record(cfg.model, "transfer" if cfg.train_only_head else "trained", cfg.seed,
+                                trained_at, float(splits.test[0].temperature),
+                                expand_paths(cfg.data + (cfg.test_data or []) + (cfg.extra_train_data or [])), state["wall"]),
     })
     best["metadata"] = {k: results[k] for k in ("name", "times", "test", "split_sizes", "hardware", "wall_time_s")}
     _save(out / "best.pt", best)
@@ -592,7 +560,16 @@ def _same_architecture(checkpoint: dict, cfg: TrainConfig) -> None:
 def _checkpoint_payload(model, cfg, mean, std, splits, k, state, tau_alpha) -> dict:
     return {"model": model.state_dict(), "config": cfg.to_dict(), "target_mean": mean, "target_std": std,
             "out_dim": k, "epoch": state["epoch"], "times": splits.train[0].times[0].tolist(),
-            "tau_alpha": tau_alpha}
+            "tau_alpha": tau_alpha, "temperature": float(splits.train[0].temperature)}
+
+
+def training_temperature(ckpt: dict) -> float:
+    """The temperature a checkpoint was trained at (checkpoints before it was stored: from its data)."""
+    if ckpt.get("temperature") is not None:
+        return float(ckpt["temperature"])
+    if ckpt["config"].get("temperature") is not None:
+        return float(ckpt["config"]["temperature"])
+    return float(read_h5_info(expand_paths(ckpt["config"]["data"])[0])["temperature"])
 
 
 def recorded_tau_alpha(path) -> float | None:
@@ -665,6 +642,7 @@ def evaluate(checkpoint, data, temperature: float | None = None, device=None) ->
     the training data and ``data`` record τ_α (glasslab ``.h5`` files), else by index (see
     :func:`match_outputs`); the results list the ``outputs`` used and their ``output_times``.
     """
+    t0 = time.time()
     device = torch.device(device) if device is not None else default_device()
     model, ckpt = load_checkpoint(checkpoint, device)
     paths = [str(data)] if isinstance(data, (str, Path)) else [str(p) for p in data]
@@ -680,5 +658,8 @@ def evaluate(checkpoint, data, temperature: float | None = None, device=None) ->
     results = evaluate_graphs(model, graphs, ckpt["target_mean"], ckpt["target_std"], device, outputs=outputs)
     results.update({"checkpoint": str(checkpoint), "data": paths, "times": data_times,
                     "outputs": outputs, "output_times": [ckpt["times"][k] for k in outputs], "matched_by": matched_by,
-                    "tau_alpha": {"model": model_tau, "data": data_tau}})
+                    "tau_alpha": {"model": model_tau, "data": data_tau}, "model_kwargs": ckpt["config"]["model_kwargs"],
+                    **provenance.run_record(ckpt["config"]["model"], "direct", ckpt["config"].get("seed"),
+                                            training_temperature(ckpt), float(graphs[0].temperature), expand_paths(paths),
+                                            time.time() - t0)})
     return results

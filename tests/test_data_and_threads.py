@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import glasslab
-from glasslab import data, paths, threads
+from glasslab import data, paths, provenance, threads
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -21,7 +21,7 @@ def test_registry_matches_the_shipped_files_and_data_readme():
     on_disk = sorted(p.relative_to(DATA).as_posix() for pattern in data.PATTERNS for p in DATA.glob(pattern))
     assert sorted(reg) == on_disk, "run `python -m glasslab.data` to update glasslab/registry.txt"
     for name, digest in reg.items():
-        assert data.sha256(DATA / name) == digest, f"{name} changed: run `python -m glasslab.data`"
+        assert provenance.sha256(DATA / name) == digest, f"{name} changed: run `python -m glasslab.data`"
     readme = (DATA / "README.md").read_text()
     for name in (n for n in reg if n.endswith(".h5")):
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}`"))

@@ -92,6 +92,8 @@ def test_ridge_experiment_on_a_small_file(tmp_path):
     assert grid[0] == 1.0 and grid[-1] + 5 * 0.1 < box[0] / 2
     res = R.ridge_experiment(path, l_values=[2, 4], n_levels=0, n_bootstrap=50, progress=False)
     assert res["split_sizes"] == {"train": 3, "test": 1} and res["cv"] == "4-fold, grouped by snapshot"
+    assert (res["kind"], res["protocol"], res["train_temperature"], list(res["data_sha256"])) == \
+        ("ridge", "trained", 0.64, [str(path)])
     loo = R.ridge_experiment(path, l_values=[2, 4], n_levels=0, cv=None, n_bootstrap=50, progress=False)
     assert loo["cv"] == "leave-one-out" and loo["test"]["rho_pooled"][1] > 0.9
     assert res["test"]["rho_pooled"][1] > 0.9 and len(res["test"]["noise_ceiling"]) == 2

@@ -1,5 +1,6 @@
 """Physical validation of the shipped datasets and the shipped pretrained models (data/)."""
 
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,6 +118,20 @@ def test_core_pretrained_models_are_shipped_with_their_results():
     # Table I counts one output; each extra output adds a row of the head: (invariants + 1) parameters
     assert pretrained.results("ka064_se3_lmax3_s0")["model_parameters"] == 23_177 + 17 * (k - 1)
     assert pretrained.results("ka064_se3_lmax1_s0")["model_parameters"] == 5_381 + 9 * (k - 1)
+
+
+def test_catalogue_lists_every_shipped_run_with_its_temperatures():
+    runs = {r.name: r for r in pretrained.catalogue()}
+    results = {p.stem for p in (DATA / "results").glob("*.json")} - {"recipe_sweep_ka064_se3_lmax1"}
+    assert set(runs) == results and set(pretrained.available()) <= set(runs)
+    for run in runs.values():
+        res = pretrained.results(run.name)
+        data = res.get("config", {}).get("test_data") or res.get("config", {}).get("data") or res["data"]
+        tested_on = io.read_h5_info(DATA / Path(data[0] if isinstance(data, list) else data).name)["temperature"]
+        assert run.test_temperature == pytest.approx(tested_on), run
+        assert (run.protocol == "trained") == (run.train_temperature == run.test_temperature), run
+    assert [r.name for r in pretrained.catalogue(model="se3_lmax1", protocol="transfer", train_temperature=0.64)] == \
+        ["transfer_064_to_080_se3_lmax1_s0"]
 
 
 SHIPPED_RUNS = pretrained.available() + sorted(p.name[:-len("_test_predictions.npz")]

@@ -53,6 +53,9 @@ def test_train_writes_a_complete_run_and_learns(tmp_path):
     assert len(results["test"]["noise_ceiling"]) == 2 and results["test"]["noise_ceiling"][0] > 0.9
     assert results["model_parameters"] == count_parameters(build_model("se3", 2, **TINY_SE3))
     assert json.loads((run / "results.json").read_text())["epochs_run"] == 12
+    assert {k: results[k] for k in ("kind", "protocol", "seed", "train_temperature", "test_temperature")} == \
+        {"kind": "se3", "protocol": "trained", "seed": 3, "train_temperature": 0.64, "test_temperature": 0.64}
+    assert list(results["data_sha256"]) == [str(data)] and results["wall_time_s"] > 0
 
 
 def test_interrupted_training_resumes_to_the_same_result(tmp_path, monkeypatch):
@@ -131,7 +134,9 @@ def test_transfer_retrains_only_the_head_and_evaluate(tmp_path):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("head.") for k in changed)
     assert len(out["test"]["rho_pooled"]) == 2
+    assert (out["protocol"], out["train_temperature"], out["test_temperature"]) == ("transfer", 0.64, 0.8)
     direct = train.evaluate(ckpt, target, device="cpu")
+    assert (direct["protocol"], direct["train_temperature"], direct["test_temperature"]) == ("direct", 0.64, 0.8)
     assert direct["test"]["n_snapshots"] == 9 and len(direct["test"]["rho_over_ceiling"]) == 2
     assert direct["matched_by"] == "index" and direct["outputs"] == [0, 1]
     other = {**TINY_SE3, "channels": TINY_SE3.get("channels", 4) + 1}
