@@ -18,7 +18,7 @@ from glasslab._atomic import atomic_path
 from glasslab.graph import build_graph
 from glasslab.paths import cache_dir as default_cache_dir
 
-GRAPH_CACHE_VERSION = 2
+GRAPH_CACHE_VERSION = 3
 """Bump when build_graph changes what it stores, to invalidate cached graphs."""
 
 POSITIONS = ("thermal", "inherent")
@@ -34,9 +34,10 @@ def snapshot_to_graph(snap: io.Snapshot, cutoff: float = 2.0, positions: str = "
             structure, revised paper).
         node_scalars: names of extra per-particle inputs, among ``("epot_is",)``.
 
-    The graph also carries ``temperature`` (1,) so that mixed-temperature batches know
-    where each graph comes from, and ``y_halves`` (N, 2, K), the split-half propensities,
-    when the snapshot has them (for the noise ceiling).
+    The graph also carries ``temperature`` (1,) and ``tau_alpha`` (1,) (the τ_α its file
+    records, NaN if none) so that mixed-temperature batches know where each graph comes from,
+    and ``y_halves`` (N, 2, K), the split-half propensities, when the snapshot has them (for
+    the noise ceiling).
     """
     if positions not in POSITIONS:
         raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
@@ -59,6 +60,7 @@ def snapshot_to_graph(snap: io.Snapshot, cutoff: float = 2.0, positions: str = "
     data = build_graph(x, snap.types, box=snap.box, cutoff=cutoff, propensity=snap.propensity,
                        times=snap.times, node_scalars=scalars, dtype=dtype)
     data.temperature = torch.tensor([snap.temperature], dtype=dtype)
+    data.tau_alpha = torch.tensor([float(snap.meta.get("tau_alpha") or "nan")], dtype=torch.float64)
     if snap.propensity_halves is not None:
         data.y_halves = torch.as_tensor(snap.propensity_halves, dtype=dtype).permute(1, 0, 2)  # (N, 2, K)
     return data

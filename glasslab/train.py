@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from glasslab import _checks, metrics, provenance, recipes
 from glasslab._atomic import atomic_path, write_json
 from glasslab.dataset import GlassDataset, check_label_times, load_graphs, split_indices
-from glasslab.io import read_h5_info, sniff_format
+from glasslab.io import read_h5_info
 from glasslab.models import MODELS, build_model
 from glasslab.models.blocks import count_parameters, has_active_dropout, recalibrate_batch_norm
 from glasslab.paths import data_dir, default_device
@@ -231,8 +231,13 @@ def _load(paths, cfg: TrainConfig):
         graphs += loaded
     if not graphs:
         raise ValueError(f"no snapshots in {paths}")
+    return _select_timescales(graphs, cfg.timescales)
+
+
+def _select_timescales(graphs, timescales):
+    """Keep the label columns ``timescales`` (None: all) of every graph, in place."""
     k = graphs[0].y.shape[1]
-    cols = list(range(k)) if cfg.timescales is None else list(cfg.timescales)
+    cols = list(range(k)) if timescales is None else list(timescales)
     if any(c < -k or c >= k for c in cols):
         raise ValueError(f"timescales {cols} out of range for K={k} label columns")
     for g in graphs:
@@ -412,15 +417,15 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
     splits = make_splits(cfg)
     k = splits.train[0].y.shape[1]
     mean, std = target_stats(splits.train)
-    tau_alpha = recorded_tau_alpha(expand_paths(cfg.data)[0])  # stored with the weights, for evaluate()
+    tau_alpha = graph_tau_alpha(splits.train[0])  # stored with the weights, for evaluate()
     model = build_model(cfg.model, out_dim=k, **cfg.model_kwargs).to(device)
     params = model.parameters()
     trained_at = float(splits.train[0].temperature)  # of the network's body: the source's for a transfer
     if cfg.init_from:
         start = _checks.load_torch_file(cfg.init_from, "init_from checkpoint", map_location=device)
-        trained_at = training_temperature(start)
         _same_architecture(start, cfg)
         _checks.load_weights(model, start.get("model"), cfg.init_from, "init_from checkpoint")
+        trained_at = training_temperature(start)
         if cfg.train_only_head:
             for p in model.parameters():
                 p.requires_grad_(False)
@@ -572,14 +577,10 @@ def training_temperature(ckpt: dict) -> float:
     return float(read_h5_info(expand_paths(ckpt["config"]["data"])[0])["temperature"])
 
 
-def recorded_tau_alpha(path) -> float | None:
-    """The τ_α (LJ time units) recorded in a glasslab ``.h5`` file; None for other formats or when absent."""
-    try:
-        if sniff_format(path) != "glasslab-h5":
-            return None
-        return read_h5_info(path)["meta"].get("tau_alpha")
-    except (FileNotFoundError, ValueError):
-        return None
+def graph_tau_alpha(graph) -> float | None:
+    """The τ_α (LJ time units) a graph's data file records (:func:`glasslab.dataset.snapshot_to_graph`); None if none."""
+    tau = float(graph.tau_alpha[0]) if "tau_alpha" in graph else math.nan
+    return None if math.isnan(tau) else tau
 
 
 def match_outputs(model_times, model_tau, data_times, data_tau) -> tuple[list[int], str]:
@@ -646,13 +647,12 @@ def evaluate(checkpoint, data, temperature: float | None = None, device=None) ->
     device = torch.device(device) if device is not None else default_device()
     model, ckpt = load_checkpoint(checkpoint, device)
     paths = [str(data)] if isinstance(data, (str, Path)) else [str(p) for p in data]
-    model_tau = ckpt.get("tau_alpha") or recorded_tau_alpha(expand_paths(ckpt["config"]["data"])[0])
-    data_tau = recorded_tau_alpha(expand_paths(paths)[0])
-    by_tau = bool(model_tau and data_tau)
     cfg = TrainConfig(**{**ckpt["config"], "data": paths, "test_data": None, "init_from": None,
-                         "train_only_head": False, "temperature": temperature,
-                         "timescales": None if by_tau else ckpt["config"]["timescales"]})
+                         "train_only_head": False, "temperature": temperature, "timescales": None})
     graphs = _load(cfg.data, cfg)
+    model_tau, data_tau = ckpt.get("tau_alpha"), graph_tau_alpha(graphs[0])
+    if not (model_tau and data_tau) and ckpt["config"]["timescales"]:  # matched by index: the training's columns
+        graphs = _select_timescales(graphs, ckpt["config"]["timescales"])
     data_times = graphs[0].times[0].tolist()
     outputs, matched_by = match_outputs(ckpt["times"], model_tau, data_times, data_tau)
     results = evaluate_graphs(model, graphs, ckpt["target_mean"], ckpt["target_std"], device, outputs=outputs)
