@@ -400,6 +400,29 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
 
     Returns the results dict also written to ``<out_root>/<name>/results.json``.
     """
+    out = _run_folder(cfg, out_root)
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    splits = make_splits(cfg)
+    mean, std = target_stats(splits.train)
+    model, params, trained_at = _build(cfg, splits.train[0].y.shape[1], device)
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg, -(-len(splits.train) // cfg.batch_size))
+    loop = _Loop(model, params, optimizer, scheduler, GlassDataset(splits.train, augmentation(cfg)),
+                 torch.Generator().manual_seed(cfg.seed))
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "stale": 0, "history": [], "wall": 0.0,
+             "monitor": cfg.monitor}
+    if (out / "last.pt").exists():
+        state = loop.resume(out / "last.pt", cfg, device)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", cfg.to_dict())  # the start succeeded: the name is now this run's
+    stop_reason = _fit(cfg, out, loop, splits, mean, std, device, state, progress)
+    return _finish(cfg, out, model, splits, mean, std, device, state, stop_reason, trained_at)
+
+
+def _run_folder(cfg: TrainConfig, out_root) -> Path:
+    """``<out_root>/<name>``, refused if it holds a run with another config."""
     out = Path(out_root) / _checks.run_name(cfg.name)
     _checks.inside(out, out_root, "run folder")
     config_file = out / "config.json"  # written once the run has started, so a failed start blocks no name
@@ -410,17 +433,14 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
             raise ValueError(f"{config_file}: unreadable ({exc}); delete the run folder {out} to start afresh") from None
         if not _same_run(old_config, cfg.to_dict()):
             raise ValueError(f"{out}: holds a run with another config; choose another name or delete the folder")
-    device = torch.device(device) if device is not None else default_device()
+    return out
 
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    splits = make_splits(cfg)
-    k = splits.train[0].y.shape[1]
-    mean, std = target_stats(splits.train)
-    tau_alpha = graph_tau_alpha(splits.train[0])  # stored with the weights, for evaluate()
+
+def _build(cfg: TrainConfig, k: int, device) -> tuple[torch.nn.Module, list, float]:
+    """The model (from ``init_from`` if given), the parameters to train, and the temperature its
+    body was trained at (the source's for a transfer, else that of the training data: None here)."""
     model = build_model(cfg.model, out_dim=k, **cfg.model_kwargs).to(device)
-    params = model.parameters()
-    trained_at = float(splits.train[0].temperature)  # of the network's body: the source's for a transfer
+    params, trained_at = list(model.parameters()), None
     if cfg.init_from:
         start = _checks.load_torch_file(cfg.init_from, "init_from checkpoint", map_location=device)
         _same_architecture(start, cfg)
@@ -432,27 +452,62 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
             params = head_parameters(model)
             for p in params:
                 p.requires_grad_(True)
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    steps_per_epoch = -(-len(splits.train) // cfg.batch_size)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
-    train_set = GlassDataset(splits.train, augmentation(cfg))
-    order_gen = torch.Generator().manual_seed(cfg.seed)
+    return model, params, trained_at
 
-    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "stale": 0, "history": [], "wall": 0.0,
-             "monitor": cfg.monitor}
-    last = out / "last.pt"
-    if last.exists():
+
+@dataclasses.dataclass
+class _Loop:
+    """What one training step needs, and what a resumed run restores: weights, optimiser,
+    schedule and the generators of the snapshot order and of the augmentation."""
+
+    model: torch.nn.Module
+    params: list
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_set: GlassDataset
+    order_gen: torch.Generator
+
+    def epoch(self, cfg: TrainConfig, mean: torch.Tensor, std: torch.Tensor, device) -> tuple[float, float]:
+        """One pass over the training set in a fresh random order: (mean loss, learning rate used)."""
+        self.model.train()
+        if cfg.train_only_head:
+            self.model.eval()  # frozen batch-norm statistics and no dropout in the frozen body
+        losses = []
+        order = torch.randperm(len(self.train_set), generator=self.order_gen).tolist()
+        lr_used = self.optimizer.param_groups[0]["lr"]
+        for start in range(0, len(order), cfg.batch_size):
+            g = Batch.from_data_list([self.train_set[i] for i in order[start:start + cfg.batch_size]]).to(device)
+            loss = _masked_mse(self.model(g), g, mean, std)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+            self.optimizer.step()
+            if cfg.schedule == "cosine":
+                self.scheduler.step()
+            losses.append(loss.item())
+        return float(np.mean(losses)), lr_used
+
+    def save(self, path: Path, state: dict) -> None:
+        transform = self.train_set.transform
+        _save(path, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "scheduler": self.scheduler.state_dict(), "order_rng": self.order_gen.get_state(),
+                     "torch_rng": torch.get_rng_state(),
+                     "augment_rng": transform.generator.get_state() if transform else None, "state": state})
+
+    def resume(self, last: Path, cfg: TrainConfig, device) -> dict:
+        """Restore everything from ``last.pt``; returns the run's state (epoch, best, history)."""
         # weights_only: last.pt holds tensors and plain containers only, so a crafted file cannot run code
         fix = f"delete {last} to restart the run from scratch (or choose another name)"
         ckpt = _checks.load_torch_file(last, "resume state", map_location=device, hint=fix)
         try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            order_gen.set_state(ckpt["order_rng"])
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.order_gen.set_state(ckpt["order_rng"])
             torch.set_rng_state(ckpt["torch_rng"])
-            if train_set.transform is not None:
-                train_set.transform.generator.set_state(ckpt["augment_rng"])
+            if self.train_set.transform is not None:
+                self.train_set.transform.generator.set_state(ckpt["augment_rng"])
             state = dict(ckpt["state"])
             state["epoch"], state["wall"] = int(state["epoch"]), float(state["wall"])
         except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
@@ -460,38 +515,28 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
                              f"{_checks._first_line(exc)}); {fix}") from None
         if state.get("monitor", "val_loss") != cfg.monitor:
             state.update(best_val=float("inf"), stale=0, monitor=cfg.monitor)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(config_file, cfg.to_dict())  # the start succeeded: the name is now this run's
+        return state
+
+
+def _fit(cfg: TrainConfig, out: Path, loop: _Loop, splits, mean, std, device, state: dict, progress: bool) -> str:
+    """Epochs until the schedule, the patience or the time budget ends; after each, the history,
+    ``best.pt`` (when the monitor improves) and ``last.pt``. Returns why it stopped."""
+    model, k = loop.model, splits.train[0].y.shape[1]
+    tau_alpha = graph_tau_alpha(splits.train[0])  # stored with the weights, for evaluate()
     mean_d, std_d = mean.to(device), std.to(device)
     t_start = time.time() - state["wall"]
     stop_reason = "epochs"
     bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=cfg.name, unit="epoch", disable=not progress)
     while state["epoch"] < cfg.epochs:
-        model.train()
-        if cfg.train_only_head:
-            model.eval()  # frozen batch-norm statistics and no dropout in the frozen body
-        losses = []
-        order = torch.randperm(len(train_set), generator=order_gen).tolist()
-        lr_used = optimizer.param_groups[0]["lr"]
-        for start in range(0, len(order), cfg.batch_size):
-            g = Batch.from_data_list([train_set[i] for i in order[start:start + cfg.batch_size]]).to(device)
-            loss = _masked_mse(model(g), g, mean_d, std_d)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params if cfg.train_only_head else model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            if cfg.schedule == "cosine":
-                scheduler.step()
-            losses.append(loss.item())
+        train_loss, lr_used = loop.epoch(cfg, mean_d, std_d, device)
         if has_active_dropout(model) and not cfg.train_only_head:
             recalibrate_batch_norm(model, [g.to(device) for g in splits.train])  # see its docstring
         val_loss, val_rho, val_spread = _evaluate_split(model, splits.val, mean, std, device)
-        row = {"epoch": state["epoch"] + 1, "lr": lr_used, "train_loss": float(np.mean(losses)),
+        row = {"epoch": state["epoch"] + 1, "lr": lr_used, "train_loss": train_loss,
                "val_loss": val_loss, **{f"val_rho_{j}": float(r) for j, r in enumerate(val_rho)},
                "val_spread": val_spread, "wall_s": round(time.time() - t_start, 1)}
         if cfg.schedule == "step":
-            scheduler.step()
+            loop.scheduler.step()
         state["epoch"] += 1
         state["history"].append(row)
         score = val_loss if cfg.monitor == "val_loss" else -float(np.mean(val_rho))  # lower is better
@@ -502,17 +547,13 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
             state["stale"] += 1
         state["wall"] = time.time() - t_start
         _write_history(out / "history.csv", state["history"])
-        _save(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "order_rng": order_gen.get_state(),
-                     "torch_rng": torch.get_rng_state(),
-                     "augment_rng": train_set.transform.generator.get_state() if train_set.transform else None,
-                     "state": state})
+        loop.save(out / "last.pt", state)
         bar.update(1)
         bar.set_postfix(train_loss=f"{row['train_loss']:.3f}", val_rho=f"{np.mean(val_rho):.3f}")
         collapse = collapse_message(state["history"])
         if collapse and not state.get("collapse_reported"):
             state["collapse_reported"] = True
-            warnings.warn(f"{cfg.name}: {collapse}", CollapseWarning, stacklevel=2)
+            warnings.warn(f"{cfg.name}: {collapse}", CollapseWarning, stacklevel=3)
         if state["stale"] >= cfg.patience:
             stop_reason = f"early stopping (no improvement for {cfg.patience} epochs)"
             break
@@ -520,7 +561,12 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
             stop_reason = f"time budget of {cfg.max_minutes} min"
             break
     bar.close()
+    return stop_reason
 
+
+def _finish(cfg: TrainConfig, out: Path, model, splits, mean, std, device, state: dict, stop_reason: str,
+            trained_at: float | None) -> dict:
+    """Test the best weights; write ``results.json`` and the results' summary into ``best.pt``."""
     if not (out / "best.pt").is_file():  # no epoch gave a finite validation score
         raise ValueError(f"{out}: no epoch gave a finite {cfg.monitor} (training diverged? last train_loss "
                          f"{state['history'][-1]['train_loss'] if state['history'] else 'none'}); lower lr or "
@@ -536,7 +582,8 @@ def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True)
         "collapsed": collapse_message(state["history"]),
         "history": state["history"], "device": str(device),
         **provenance.run_record(cfg.model, "transfer" if cfg.train_only_head else "trained", cfg.seed,
-                                trained_at, float(splits.test[0].temperature),
+                                trained_at if trained_at is not None else float(splits.train[0].temperature),
+                                float(splits.test[0].temperature),
                                 expand_paths(cfg.data + (cfg.test_data or []) + (cfg.extra_train_data or [])), state["wall"]),
     })
     best["metadata"] = {k: results[k] for k in ("name", "times", "test", "split_sizes", "hardware", "wall_time_s")}
