@@ -146,8 +146,7 @@ def model_kwargs(model: str, kwargs, name: str = "model_kwargs") -> dict:
     return kwargs
 
 
-def train_config(cfg, models=None, monitors=None, positions=("thermal", "inherent"),
-                 node_scalars=("epot_is",)) -> None:
+def train_config(cfg, models=None, monitors=None, node_scalars=("epot_is",)) -> None:
     """Validate the fields of a :class:`glasslab.train.TrainConfig` in place (types and ranges).
 
     Integral floats are turned into ints; fields this function does not know are left alone.
@@ -174,7 +173,9 @@ def train_config(cfg, models=None, monitors=None, positions=("thermal", "inheren
         if len(set(cfg.timescales)) != len(cfg.timescales):
             raise ValueError(f"timescales must not repeat a column, got {cfg.timescales}")
     if has("positions"):
-        choice(cfg.positions, "positions", positions)
+        from glasslab.io import POSITIONS
+
+        choice(cfg.positions, "positions", POSITIONS)
     if has("node_scalars"):
         if not isinstance(cfg.node_scalars, (list, tuple)):
             raise ValueError(f"node_scalars must be a list of names among {list(node_scalars)}, got {cfg.node_scalars!r}")

@@ -21,7 +21,7 @@ from glasslab.paths import cache_dir as default_cache_dir
 GRAPH_CACHE_VERSION = 3
 """Bump when build_graph changes what it stores, to invalidate cached graphs."""
 
-POSITIONS = ("thermal", "inherent")
+POSITIONS = io.POSITIONS
 NODE_SCALARS = ("epot_is",)
 
 
@@ -39,13 +39,7 @@ def snapshot_to_graph(snap: io.Snapshot, cutoff: float = 2.0, positions: str = "
     and ``y_halves`` (N, 2, K), the split-half propensities, when the snapshot has them (for
     the noise ceiling).
     """
-    if positions not in POSITIONS:
-        raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
-    x = snap.positions
-    if positions == "inherent":
-        if snap.positions_is is None:
-            raise ValueError("this snapshot has no inherent-structure positions (positions_is)")
-        x = snap.positions_is
+    x = snap.coordinates(positions)
     scalars = None
     if node_scalars:
         cols = []

@@ -432,14 +432,7 @@ def expert_features(snapshot, radial_r=DEFAULT_RADIAL_R, radial_delta: float = D
         (features, names): features (N, F) float64; names, F strings such as
         ``"G0(s=A,r=1.00)"`` and ``"q1(l=6,r=1.40)"`` (the digit after G/q is the level n).
     """
-    if positions == "thermal":
-        pos = snapshot.positions
-    elif positions == "inherent":
-        if snapshot.positions_is is None:
-            raise ValueError("positions='inherent' but the snapshot has no inherent-structure positions")
-        pos = snapshot.positions_is
-    else:
-        raise ValueError(f"positions must be 'thermal' or 'inherent', got {positions!r}")
+    pos = snapshot.coordinates(positions)
     if not isinstance(n_levels, (int, np.integer)) or n_levels < 0:
         raise ValueError(f"n_levels must be a non-negative integer, got {n_levels!r}")
     r_rad = _arrays.distances(radial_r, "radial_r")

@@ -53,6 +53,10 @@ GLASSBENCH_TIMES = {
 """Propensity timescales of GlassBench, per temperature, as published for T = 0.44."""
 
 
+POSITIONS = ("thermal", "inherent")
+"""Which coordinates of a snapshot a model or a descriptor reads (:meth:`Snapshot.coordinates`)."""
+
+
 @dataclasses.dataclass
 class Snapshot:
     """One configuration of N particles and, optionally, its propensity labels.
@@ -96,6 +100,14 @@ class Snapshot:
     @property
     def num_particles(self) -> int:
         return len(self.positions)
+
+    def coordinates(self, which: str = "thermal") -> np.ndarray:
+        """(N, 3): the thermal ``positions``, or ``positions_is`` of the inherent structure (``"inherent"``)."""
+        if which not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {which!r}")
+        if which == "inherent" and self.positions_is is None:
+            raise ValueError("positions='inherent' but this snapshot has no inherent-structure positions (positions_is)")
+        return self.positions_is if which == "inherent" else self.positions
 
     @property
     def num_times(self) -> int:
