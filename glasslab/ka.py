@@ -1,4 +1,4 @@
-"""The Kob–Andersen 80:20 Lennard-Jones mixture: its constants, in one place.
+"""The Kob–Andersen 80:20 Lennard-Jones mixture: its constants, pair potential, energies and forces.
 
 Everything is in Lennard-Jones reduced units of the A–A interaction
 (σ_AA = ε_AA = m = k_B = 1, time unit τ = sqrt(m σ_AA² / ε_AA)).
