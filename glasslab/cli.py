@@ -233,7 +233,7 @@ def _ridge(args) -> None:
     results = ridge_experiment(files, split_seed=args.split_seed, positions=args.positions, n_levels=args.levels,
                                cv=args.cv or None, temperature=args.temperature, predictions_out=args.predictions,
                                extra_train=_input_files(args.extra_train) if args.extra_train else None,
-                               train_snapshots=args.train_snapshots)
+                               train_snapshots=args.train_snapshots, node_scalars=tuple(args.node_scalars))
     if args.out:
         write_json(args.out, results)
     print(f"ridge on {' '.join(files)}: test rho per timescale = {[round(r, 3) for r in results['test']['rho_pooled']]}")
@@ -352,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="files added to the training set; the split of DATA (its test set) is unchanged")
     p.add_argument("--train-snapshots", type=int, default=None, help="train on the first N training snapshots only")
     p.add_argument("--positions", choices=["thermal", "inherent"], default="thermal")
+    p.add_argument("--node-scalars", nargs="+", choices=["epot_is"], default=[],
+                   help="per-particle inputs appended to the descriptors (the networks' node_scalars)")
     p.add_argument("--levels", type=int, default=1, help="coarse-graining levels after level 0 (default 1)")
     p.add_argument("--cv", type=int, default=4,
                    help="folds of the cross-validation of α, grouped by snapshot (default 4); 0: leave-one-out")

@@ -405,7 +405,7 @@ def expert_features(snapshot, radial_r=DEFAULT_RADIAL_R, radial_delta: float = D
                     l_values=DEFAULT_ANGULAR_L, angular_r=DEFAULT_ANGULAR_R,
                     angular_delta: float = DEFAULT_ANGULAR_DELTA, n_levels: int = 1,
                     r_c: float = DEFAULT_CG_RC, cg_cutoff: float | None = None, positions: str = "thermal",
-                    num_types: int = 2) -> tuple[np.ndarray, list[str]]:
+                    num_types: int = 2, node_scalars=()) -> tuple[np.ndarray, list[str]]:
     """BSF21's descriptor set for one snapshot: radial G and bond-order q, then coarse-grained.
 
     Level 0 is x^(0) = [G(r, δ, s) for s, r; q(l, r, δ) for l, r]; level n is
@@ -427,6 +427,8 @@ def expert_features(snapshot, radial_r=DEFAULT_RADIAL_R, radial_delta: float = D
         r_c, cg_cutoff: parameters of :func:`coarse_grain`.
         positions: ``"thermal"`` (``snapshot.positions``) or ``"inherent"`` (``positions_is``).
         num_types: number of species.
+        node_scalars: names of per-particle snapshot fields appended to level 0 (and coarse-grained
+            with it), e.g. ``("epot_is",)``, the inputs the networks' ``node_scalars`` add.
 
     Returns:
         (features, names): features (N, F) float64; names, F strings such as
@@ -446,7 +448,14 @@ def expert_features(snapshot, radial_r=DEFAULT_RADIAL_R, radial_delta: float = D
     base_names = [("G", f"s={s},r={_fmt(r)}") for s in species for r in r_rad]
     base_names += [("q", f"l={l},r={_fmt(r)}") for l in ls for r in r_ang]
 
-    level = np.concatenate([radial, angular], axis=1)
+    columns = [radial, angular]
+    for name in node_scalars:
+        value = getattr(snapshot, name, None)
+        if value is None:
+            raise ValueError(f"node_scalars: this snapshot has no {name!r}")
+        columns.append(_arrays.per_particle(value, len(pos), name)[:, None])
+        base_names.append((name, "self"))
+    level = np.concatenate(columns, axis=1)
     blocks, names = [level], [f"{k}0({v})" for k, v in base_names]
     for n in range(1, n_levels + 1):
         level = coarse_grain(level, pos, box, r_c=r_c, cutoff=cg_cutoff)

@@ -243,7 +243,7 @@ class RidgeBaseline:
 def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), positions: str = "thermal",
                      l_values=DEFAULT_ANGULAR_L, n_levels: int = 1, cv: int | None = 4, n_bootstrap: int = 1000,
                      temperature: float | None = None, predictions_out=None, extra_train=None,
-                     train_snapshots: int | None = None, progress: bool = True) -> dict:
+                     train_snapshots: int | None = None, node_scalars=(), progress: bool = True) -> dict:
     """Ridge regression on Boattini's descriptors, trained and tested on the same split as the GNNs.
 
     ``data``: a file, a glob or a list of them, read in the order of
@@ -258,7 +258,9 @@ def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
     predictions as ``.npz`` (``predictions`` (S, N, K) float32, ``test_indices`` (S,)), for paired
     comparisons with other models on the same particles. ``extra_train`` and ``train_snapshots``
     work as the networks' ``extra_train_data`` and ``train_snapshots``
-    (:class:`glasslab.train.TrainConfig`): files added to the training set, and a cap on its size.
+    (:class:`glasslab.train.TrainConfig`): files added to the training set, and a cap on its size;
+    ``node_scalars`` the networks' extra per-particle inputs, appended to the descriptors (e.g.
+    ``("epot_is",)``, so that a network and the ridge see the same information).
     """
     import time
 
@@ -291,7 +293,7 @@ def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
     features = {}
     for i in tqdm(wanted, desc="expert features", disable=not progress):
         features[i], names = expert_features(snaps[i], radial_r=grid, angular_r=grid, l_values=l_values,
-                                             n_levels=n_levels, positions=positions)
+                                             n_levels=n_levels, positions=positions, node_scalars=node_scalars)
     model = RidgeBaseline(cv=cv).fit([features[i] for i in train_idx], [snaps[i].propensity for i in train_idx],
                                 [snaps[i].types for i in train_idx])
     preds = [model.predict(features[i]) for i in test_idx]
@@ -311,7 +313,7 @@ def ridge_experiment(data, split_seed: int = 0, fractions=(0.5, 0.4, 0.1), posit
         "test": test, "times": snaps[0].times.tolist(), "n_features": len(names), "alpha": model.alpha_.tolist(),
         "descriptors": {"r_grid": [float(grid[0]), float(grid[-1]), len(grid)], "delta": DEFAULT_RADIAL_DELTA,
                         "l_values": [int(l) for l in l_values], "n_levels": n_levels, "r_c": DEFAULT_CG_RC,
-                        "positions": positions},
+                        "positions": positions, "node_scalars": list(node_scalars)},
         "cv": "leave-one-out" if cv is None else f"{cv}-fold, grouped by snapshot",
         "split_sizes": {"train": len(train_idx), "test": len(test_idx)}, "split_seed": split_seed,
         "split_indices": {"test": [int(i) for i in test_idx]},

@@ -242,6 +242,15 @@ def test_expert_features_stack_and_names():
     np.testing.assert_allclose(x[:, per_level:2 * per_level], x1)
     np.testing.assert_allclose(x[:, 2 * per_level:], D.coarse_grain(x1, pos, BOX, r_c=0.75, cutoff=2.1))
 
+    epot = np.random.default_rng(3).normal(-7.5, 0.5, 90)
+    with_e, e_names = D.expert_features(Snapshot(pos, types, BOX, 0.5, epot_is=epot, positions_is=pos),
+                                        n_levels=1, r_c=0.75, cg_cutoff=2.1, node_scalars=("epot_is",), **kw)
+    assert e_names[per_level] == "epot_is0(self)" and e_names[-1] == "epot_is1(self)"
+    np.testing.assert_allclose(with_e[:, per_level], epot)
+    np.testing.assert_allclose(with_e[:, -1], D.coarse_grain(epot, pos, BOX, r_c=0.75, cutoff=2.1))
+    with pytest.raises(ValueError, match="no 'epot_is'"):
+        D.expert_features(snap, node_scalars=("epot_is",), **kw)
+
 
 # --------------------------------------------------------------------------- bad input
 
