@@ -92,7 +92,8 @@ def catalogue(**where) -> list[Run]:
         run = Run(name=path.stem, kind=res["kind"], protocol=res["protocol"], seed=res["seed"],
                   train_temperature=res["train_temperature"], test_temperature=res["test_temperature"],
                   lmax=cfg.get("model_kwargs", res.get("model_kwargs", {})).get("lmax", 3) if res["kind"] == "se3" else None,
-                  node_scalars=tuple(cfg.get("node_scalars", ())), n_train=res.get("split_sizes", {}).get("train"),
+                  node_scalars=tuple(cfg.get("node_scalars") or res.get("descriptors", {}).get("node_scalars", ())),
+                  n_train=res.get("split_sizes", {}).get("train"),
                   checkpoint=(_checkpoints() / f"{path.stem}.pt").is_file())
         if all(getattr(run, key) == value for key, value in where.items()):
             runs.append(run)
