@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from glasslab import _checks, metrics, provenance, recipes
 from glasslab._atomic import atomic_path, write_json
 from glasslab.dataset import GlassDataset, check_label_times, load_graphs, split_indices
+from glasslab.analysis import closest_time
 from glasslab.io import read_h5_info
 from glasslab.models import MODELS, build_model
 from glasslab.models.blocks import count_parameters, has_active_dropout, recalibrate_batch_norm
@@ -219,9 +220,10 @@ def expand_paths(entries) -> list[str]:
     return files
 
 
-def _load(paths, cfg: TrainConfig):
-    graphs, first = [], None
-    for p in expand_paths(paths):
+def _load(paths, cfg: TrainConfig) -> tuple[list, list[str]]:
+    """The graphs of the files ``paths`` (names or globs) and the files they came from."""
+    graphs, first, files = [], None, expand_paths(paths)
+    for p in files:
         loaded = load_graphs(p, cutoff=cfg.cutoff, positions=cfg.positions, node_scalars=cfg.node_scalars,
                              temperature=cfg.temperature, progress=False)
         if loaded and first is None:
@@ -231,7 +233,7 @@ def _load(paths, cfg: TrainConfig):
         graphs += loaded
     if not graphs:
         raise ValueError(f"no snapshots in {paths}")
-    return _select_timescales(graphs, cfg.timescales)
+    return _select_timescales(graphs, cfg.timescales), files
 
 
 def _select_timescales(graphs, timescales):
@@ -256,22 +258,24 @@ class Splits:
     val: list
     test: list
     indices: dict
+    files: list  # every data file read, in order: data, test_data, extra_train_data
 
 
 def make_splits(cfg: TrainConfig) -> Splits:
     """Graphs of the train / validation / test sets of a config."""
-    graphs = _load(cfg.data, cfg)
+    graphs, files = _load(cfg.data, cfg)
     tr, va, te = split_indices(len(graphs), cfg.split, cfg.split_seed)
     if cfg.test_data:
-        test, te_idx = _load(cfg.test_data, cfg), "all of test_data"
+        (test, test_files), te_idx = _load(cfg.test_data, cfg), "all of test_data"
+        files = files + test_files
     else:
         test, te_idx = [graphs[i] for i in te], te.tolist()
     indices = {"train": tr.tolist(), "val": va.tolist(), "test": te_idx}
     train_graphs = [graphs[i] for i in tr]
     if cfg.extra_train_data:
-        extra = _load(cfg.extra_train_data, cfg)
-        check_label_times(expand_paths(cfg.extra_train_data)[0], extra[0].times[0].numpy(),
-                          (expand_paths(cfg.data)[0], graphs[0].times[0].numpy()))
+        extra, extra_files = _load(cfg.extra_train_data, cfg)
+        check_label_times(extra_files[0], extra[0].times[0].numpy(), (files[0], graphs[0].times[0].numpy()))
+        files = files + extra_files
         train_graphs += extra
         indices["extra_train"] = len(extra)
     if cfg.train_snapshots is not None:
@@ -279,7 +283,7 @@ def make_splits(cfg: TrainConfig) -> Splits:
             raise ValueError(f"train_snapshots = {cfg.train_snapshots} but the training set has {len(train_graphs)} snapshots")
         train_graphs = train_graphs[:cfg.train_snapshots]
         indices["train_snapshots"] = cfg.train_snapshots
-    return Splits(train_graphs, [graphs[i] for i in va], test, indices)
+    return Splits(train_graphs, [graphs[i] for i in va], test, indices, files)
 
 
 def target_stats(graphs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -584,7 +588,7 @@ def _finish(cfg: TrainConfig, out: Path, model, splits, mean, std, device, state
         **provenance.run_record(cfg.model, "transfer" if cfg.train_only_head else "trained", cfg.seed,
                                 trained_at if trained_at is not None else float(splits.train[0].temperature),
                                 float(splits.test[0].temperature),
-                                expand_paths(cfg.data + (cfg.test_data or []) + (cfg.extra_train_data or [])), state["wall"]),
+                                splits.files, state["wall"]),
     })
     best["metadata"] = {k: results[k] for k in ("name", "times", "test", "split_sizes", "hardware", "wall_time_s")}
     _save(out / "best.pt", best)
@@ -642,8 +646,7 @@ def match_outputs(model_times, model_tau, data_times, data_tau) -> tuple[list[in
     """
     model_times, data_times = np.asarray(model_times, float), np.asarray(data_times, float)
     if model_tau and data_tau:
-        gap = np.log(data_times / data_tau)[:, None] - np.log(model_times / model_tau)[None, :]
-        return np.abs(gap).argmin(1).tolist(), "t/tau_alpha"
+        return [closest_time(model_times / model_tau, t / data_tau) for t in data_times], "t/tau_alpha"
     if len(model_times) != len(data_times):
         raise ValueError(f"the model has {len(model_times)} outputs and the data {len(data_times)} label times, "
                          "and without tau_alpha for both they cannot be matched")
@@ -696,7 +699,7 @@ def evaluate(checkpoint, data, temperature: float | None = None, device=None) ->
     paths = [str(data)] if isinstance(data, (str, Path)) else [str(p) for p in data]
     cfg = TrainConfig(**{**ckpt["config"], "data": paths, "test_data": None, "init_from": None,
                          "train_only_head": False, "temperature": temperature, "timescales": None})
-    graphs = _load(cfg.data, cfg)
+    graphs, files = _load(cfg.data, cfg)
     model_tau, data_tau = ckpt.get("tau_alpha"), graph_tau_alpha(graphs[0])
     if not (model_tau and data_tau) and ckpt["config"]["timescales"]:  # matched by index: the training's columns
         graphs = _select_timescales(graphs, ckpt["config"]["timescales"])
@@ -707,6 +710,6 @@ def evaluate(checkpoint, data, temperature: float | None = None, device=None) ->
                     "outputs": outputs, "output_times": [ckpt["times"][k] for k in outputs], "matched_by": matched_by,
                     "tau_alpha": {"model": model_tau, "data": data_tau}, "model_kwargs": ckpt["config"]["model_kwargs"],
                     **provenance.run_record(ckpt["config"]["model"], "direct", ckpt["config"].get("seed"),
-                                            training_temperature(ckpt), float(graphs[0].temperature), expand_paths(paths),
+                                            training_temperature(ckpt), float(graphs[0].temperature), files,
                                             time.time() - t0)})
     return results
