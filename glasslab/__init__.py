@@ -7,7 +7,7 @@ Modules (one job each): :mod:`glasslab.ka` (Kob–Andersen constants), :mod:`gla
 F_s, τ_α, χ4, noise ceiling), :mod:`glasslab.harmonics` (spherical harmonics, one convention),
 :mod:`glasslab.descriptors` (expert descriptors), :mod:`glasslab.ridge` (the expert ridge
 baseline), :mod:`glasslab.models` (BapstGNN, SE3GNN),
-:mod:`glasslab.train`, :mod:`glasslab.metrics`, :mod:`glasslab.pretrained`,
+:mod:`glasslab.train`, :mod:`glasslab.metrics`, :mod:`glasslab.pretrained`, :mod:`glasslab.provenance`,
 :mod:`glasslab.viz` (plots and 3D widgets), :mod:`glasslab.data` (the shipped data, downloaded
 outside a clone), :mod:`glasslab.threads` (the CPU thread policy) and :mod:`glasslab.cli`.
 
