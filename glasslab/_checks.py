@@ -146,7 +146,7 @@ def model_kwargs(model: str, kwargs, name: str = "model_kwargs") -> dict:
     return kwargs
 
 
-def train_config(cfg, models=None, monitors=None, node_scalars=("epot_is",)) -> None:
+def train_config(cfg, models=None, monitors=None) -> None:
     """Validate the fields of a :class:`glasslab.train.TrainConfig` in place (types and ranges).
 
     Integral floats are turned into ints; fields this function does not know are left alone.
@@ -172,9 +172,9 @@ def train_config(cfg, models=None, monitors=None, node_scalars=("epot_is",)) -> 
         cfg.timescales = [integer(t, "timescales entry") for t in cfg.timescales]
         if len(set(cfg.timescales)) != len(cfg.timescales):
             raise ValueError(f"timescales must not repeat a column, got {cfg.timescales}")
-    if has("positions"):
-        from glasslab.io import POSITIONS
+    from glasslab.io import NODE_SCALARS as node_scalars, POSITIONS
 
+    if has("positions"):
         choice(cfg.positions, "positions", POSITIONS)
     if has("node_scalars"):
         if not isinstance(cfg.node_scalars, (list, tuple)):

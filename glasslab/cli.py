@@ -280,6 +280,8 @@ class _AlreadyReported(Exception):
 # --------------------------------------------------------------------------- parser and main
 
 def build_parser() -> argparse.ArgumentParser:
+    from glasslab import io
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
@@ -351,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-train", nargs="+", default=None,
                    help="files added to the training set; the split of DATA (its test set) is unchanged")
     p.add_argument("--train-snapshots", type=int, default=None, help="train on the first N training snapshots only")
-    p.add_argument("--positions", choices=["thermal", "inherent"], default="thermal")
-    p.add_argument("--node-scalars", nargs="+", choices=["epot_is"], default=[],
+    p.add_argument("--positions", choices=io.POSITIONS, default="thermal")
+    p.add_argument("--node-scalars", nargs="+", choices=io.NODE_SCALARS, default=[],
                    help="per-particle inputs appended to the descriptors (the networks' node_scalars)")
     p.add_argument("--levels", type=int, default=1, help="coarse-graining levels after level 0 (default 1)")
     p.add_argument("--cv", type=int, default=4,

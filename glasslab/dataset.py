@@ -22,7 +22,7 @@ GRAPH_CACHE_VERSION = 3
 """Bump when build_graph changes what it stores, to invalidate cached graphs."""
 
 POSITIONS = io.POSITIONS
-NODE_SCALARS = ("epot_is",)
+NODE_SCALARS = io.NODE_SCALARS
 
 
 def snapshot_to_graph(snap: io.Snapshot, cutoff: float = 2.0, positions: str = "thermal",

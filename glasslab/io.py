@@ -55,6 +55,8 @@ GLASSBENCH_TIMES = {
 
 POSITIONS = ("thermal", "inherent")
 """Which coordinates of a snapshot a model or a descriptor reads (:meth:`Snapshot.coordinates`)."""
+NODE_SCALARS = ("epot_is",)
+"""Per-particle snapshot fields a model (``node_scalars``) or the ridge can take as extra inputs."""
 
 
 @dataclasses.dataclass
