@@ -131,7 +131,7 @@ def _simulate(args) -> None:
     cfg = simulate.SimulationConfig(
         temperature=args.temperature, n_particles=args.n_particles, n_configs=args.n_configs,
         replicas=args.replicas, n_times=args.n_times, t_max_over_tau=args.t_max_over_tau,
-        t_max=args.t_max, seed=args.seed, platform=args.platform, workers=args.workers,
+        t_max=args.t_max, seed=args.seed, engine=args.engine, platform=args.platform, workers=args.workers,
     )
     try:
         simulate.available_platform(args.platform)
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", parents=[common],
-                       help="generate a labelled Kob-Andersen dataset with OpenMM (resumable)")
+                       help="generate a labelled Kob-Andersen dataset with OpenMM or LAMMPS (resumable)")
     p.add_argument("--temperature", type=float, required=True)
     p.add_argument("--n-configs", type=int, default=64)
     p.add_argument("--replicas", type=int, default=16)
@@ -304,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-max", type=float, default=None,
                    help="last label time in LJ units instead (give an existing chunk's last time to share its label times)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine", choices=("openmm", "lammps"), default=None,
+                   help="MD engine (default: OpenMM on a GPU, else LAMMPS when installed, else OpenMM)")
     p.add_argument("--platform", default=None, help="OpenMM platform (default: CUDA if present, else CPU)")
     p.add_argument("--workers", type=int, default=None, help="replicas run concurrently")
     p.add_argument("--out", type=Path, default=None, help="output .h5 (default data/ka3d_T<T>.h5)")

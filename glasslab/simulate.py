@@ -210,6 +210,9 @@ class SimulationConfig:
         melt_temperature, melt_time: the initial melt.
         thermostat_rate: Nosé–Hoover collision frequency (1/τ) of the melt and equilibration.
         seed: seeds the initial positions and every replica's velocities.
+        engine: the MD engine, one of :data:`ENGINES` (default: :func:`default_engine`, the
+            fastest here). Engines agree on forces to float rounding but not bit for bit on
+            trajectories, so a run resumes only on the engine it started with.
         platform: OpenMM platform name (default CUDA when present, else CPU).
         workers: replicas run concurrently (default: the CPU count, or 8 on a GPU).
     """
@@ -230,6 +233,7 @@ class SimulationConfig:
     melt_time: float = 20.0
     thermostat_rate: float = 1.0
     seed: int = 0
+    engine: str | None = None
     platform: str | None = None
     workers: int | None = None
 
@@ -259,6 +263,10 @@ class SimulationConfig:
                 f"N={self.n_particles} at density {self.density} gives a box of "
                 f"{ka.box_length(self.n_particles, self.density):.3f}, too small for the 2.5 σ cutoff"
             )
+        if self.engine is None:
+            self.engine = default_engine(self.platform)
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown MD engine {self.engine!r}; choose one of {ENGINES}")
 
     def physical(self) -> dict:
         """The fields that determine the numbers (not platform or workers)."""
@@ -278,8 +286,46 @@ def initial_types(n_particles: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- engine
 
-class _Engine:
-    """OpenMM contexts for one system: a thermostatted parent, replica workers, a minimiser."""
+ENGINES = ("openmm", "lammps")
+"""The MD engines :func:`generate` can drive: OpenMM (any platform; CUDA on a GPU) and LAMMPS
+(CPU, :mod:`glasslab.lammps_engine`). Both run the same protocol on the same potential."""
+
+
+def default_engine(platform: str | None = None) -> str:
+    """The fastest engine available here: OpenMM when it will run on a GPU (``platform`` CUDA,
+    OpenCL or HIP, or CUDA present and no platform asked for), else LAMMPS when installed, else OpenMM."""
+    from glasslab import lammps_engine
+
+    try:
+        gpu = available_platform(platform).getName() in ("CUDA", "OpenCL", "HIP")
+    except ImportError:
+        gpu = False
+    if gpu or not lammps_engine.available():
+        return "openmm"
+    return "lammps"
+
+
+def make_engine(name: str, types, box, temperature, dt, thermostat_rate, platform=None, workers=None):
+    """An engine of :data:`ENGINES` for one system (see :class:`OpenMMEngine` for the interface)."""
+    if name == "openmm":
+        return OpenMMEngine(types, box, temperature, dt, thermostat_rate, platform, workers)
+    if name == "lammps":
+        from glasslab.lammps_engine import LammpsEngine
+
+        return LammpsEngine(types, box, temperature, dt, thermostat_rate, workers)
+    raise ValueError(f"unknown MD engine {name!r}; choose one of {ENGINES}")
+
+
+class OpenMMEngine:
+    """OpenMM contexts for one system: a thermostatted parent, replica workers, a minimiser.
+
+    The interface :func:`equilibrate` and :func:`generate` drive (shared with
+    :class:`glasslab.lammps_engine.LammpsEngine`): the parent trajectory (``set_parent``,
+    ``relax_parent``, ``set_temperature``, ``advance``, ``record``, ``parent_positions``), the
+    replicas (``separate_async``, ``run_replicas``), ``minimise``, ``hardware`` and ``close``.
+    """
+
+    name = "openmm"
 
     def __init__(self, types, box, temperature, dt, thermostat_rate, platform_name, workers):
         mm = _openmm()
@@ -314,6 +360,23 @@ class _Engine:
         self.temperature = temperature
         self.parent_integrator.setTemperature(kelvin(temperature))
 
+    def set_parent(self, positions=None, velocities=None):
+        """Set the parent's positions (N, 3) and/or velocities (N, 3)."""
+        if positions is not None:
+            self.parent.setPositions(np.asarray(positions, dtype=float))
+        if velocities is not None:
+            self.parent.setVelocities(velocities)
+
+    def relax_parent(self):
+        """Remove the overlaps of a random start: a loose minimisation of the parent."""
+        _openmm().LocalEnergyMinimizer.minimize(self.parent, 10.0, 2000)
+
+    def parent_positions(self) -> np.ndarray:
+        return _positions(self.parent)
+
+    def parent_velocities(self) -> np.ndarray:
+        return _velocities(self.parent)
+
     def advance(self, duration: float):
         """Run the parent (Nosé–Hoover NVT) trajectory for ``duration`` time units."""
         self.parent_integrator.step(int(round(duration / self.dt)))
@@ -330,16 +393,16 @@ class _Engine:
             frames.append(_positions(context))
         return np.stack(frames)
 
-    def separate(self, x0, duration: float, seed_sequence) -> np.ndarray:
-        """Positions after an NVE run of ``duration`` from ``x0`` with seeded Maxwell–Boltzmann
-        velocities: the path from one sampled configuration to the next. Its whole state is
-        (x0, seed), so an interrupted run resumes bit for bit."""
-        rng = np.random.default_rng(seed_sequence)
+    def separate_async(self, x0, duration: float, velocities):
+        """Future of the positions after an NVE run of ``duration`` from (x0, velocities)."""
+        return self.pool.submit(self._separate, x0, duration, velocities)
+
+    def _separate(self, x0, duration, velocities) -> np.ndarray:
         ctx, integ = self._replica_context()
         try:
             ctx.setTime(0.0)
             ctx.setPositions(x0)
-            ctx.setVelocities(maxwell_boltzmann(rng, len(x0), self.temperature))
+            ctx.setVelocities(velocities)
             integ.step(int(round(duration / self.dt)))
             return _positions(ctx)
         finally:
@@ -352,6 +415,11 @@ class _Engine:
             mm = _openmm()
             integ = mm.VerletIntegrator(self.dt)
             return make_context(self.system, integ, self.platform), integ
+
+    def run_replicas(self, x0, velocities, steps, label_steps):
+        """NVE runs from x0, one per entry of ``velocities``, concurrently; see :meth:`run_replica`."""
+        futures = [self.pool.submit(self.run_replica, x0, v, steps, label_steps) for v in velocities]
+        return [f.result() for f in futures]
 
     def run_replica(self, x0, velocities, steps, label_steps):
         """One NVE run from (x0, velocities), sampled at ``steps`` (ascending, in MD steps).
@@ -395,9 +463,9 @@ class _Engine:
         return f"OpenMM {name} platform on {gpu}, {self.workers} concurrent contexts, {cpu_line}"
 
 
-def equilibrate(engine: _Engine, temperature: float, min_taus: float, rng: np.random.Generator | None = None,
+def equilibrate(engine, temperature: float, min_taus: float, rng: np.random.Generator | None = None,
                 initial=None, melt_temperature: float = 2.0, melt_time: float = 20.0, progress: bool = True) -> dict:
-    """Bring ``engine.parent`` to equilibrium at ``temperature`` and measure τ_α.
+    """Bring the parent trajectory of ``engine`` (see :class:`OpenMMEngine`) to equilibrium at ``temperature`` and measure τ_α.
 
     Starts from ``initial`` positions, or from random positions (drawn with ``rng``)
     that are minimised and melted at ``melt_temperature``. Then runs segments at
@@ -409,20 +477,18 @@ def equilibrate(engine: _Engine, temperature: float, min_taus: float, rng: np.ra
     Returns a dict: ``tau_alpha`` (last segment), ``tau_alpha_halves``, ``time``
     (total time at ``temperature``), ``segments`` (their τ_α).
     """
-    mm = _openmm()
     n = len(engine.types)
     if initial is None:
-        x = rng.uniform(0.0, 1.0, size=(n, 3)) * engine.box
-        engine.parent.setPositions(x)
-        mm.LocalEnergyMinimizer.minimize(engine.parent, 10.0, 2000)
+        engine.set_parent(rng.uniform(0.0, 1.0, size=(n, 3)) * engine.box)
+        engine.relax_parent()
         engine.set_temperature(melt_temperature)
-        engine.parent.setVelocities(maxwell_boltzmann(rng, n, melt_temperature))
+        engine.set_parent(velocities=maxwell_boltzmann(rng, n, melt_temperature))
         engine.advance(melt_time)
     else:
-        engine.parent.setPositions(np.asarray(initial, dtype=float))
+        engine.set_parent(np.asarray(initial, dtype=float))
     engine.set_temperature(temperature)
     if rng is not None:
-        engine.parent.setVelocities(maxwell_boltzmann(rng, n, temperature))
+        engine.set_parent(velocities=maxwell_boltzmann(rng, n, temperature))
 
     mask_a = engine.types == ka.TYPE_A
     tau_est = tau_alpha_guess(temperature)
@@ -467,12 +533,11 @@ def _replica_seed(seed: int, config: int, replica: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, config, replica]))
 
 
-def _sample_config(engine: _Engine, cfg: SimulationConfig, index: int, x0, label_steps, steps):
+def _sample_config(engine, cfg: SimulationConfig, index: int, x0, label_steps, steps):
     """Replicas, propensity, split halves and the inherent structure of one configuration."""
     n = len(x0)
     vels = [maxwell_boltzmann(_replica_seed(cfg.seed, index, r), n, cfg.temperature) for r in range(cfg.replicas)]
-    futures = [engine.pool.submit(engine.run_replica, x0, v, steps, label_steps) for v in vels]
-    results = [f.result() for f in futures]
+    results = engine.run_replicas(x0, vels, steps, label_steps)
     propensity, halves = analysis.propensity(x0, np.stack([r[0] for r in results]), halves=True)  # (R, K, N, 3) in
     disp = np.stack([r[1] for r in results])  # (R, S, N, 3)
     mask_a = engine.types == ka.TYPE_A
@@ -537,14 +602,14 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
     wall0 = time.time()
     types = initial_types(cfg.n_particles)
     box = np.full(3, ka.box_length(cfg.n_particles, cfg.density))
-    engine = _Engine(types, box, cfg.temperature, cfg.dt, cfg.thermostat_rate, cfg.platform, cfg.workers)
+    engine = make_engine(cfg.engine, types, box, cfg.temperature, cfg.dt, cfg.thermostat_rate, cfg.platform, cfg.workers)
     try:
         if state is None:
             rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2**31 - 1]))
             equil = equilibrate(engine, cfg.temperature, cfg.equilibration_taus, rng, melt_temperature=cfg.melt_temperature,
                                 melt_time=cfg.melt_time, progress=progress)
             state = {"config": cfg.physical(), "equilibration": equil, "next": 0, "wall_time": time.time() - wall0}
-            x_next = np.mod(_positions(engine.parent), box)
+            x_next = np.mod(engine.parent_positions(), box)
             _save_state(parts, state, x_next)
         else:
             x_next = np.load(parts / "next_positions.npy")
@@ -558,8 +623,10 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
             x0 = x_next
             # the next configuration is prepared while the replicas of this one run (also after
             # the last one, so that a finished run can be extended with a larger n_configs)
-            separation = engine.pool.submit(engine.separate, x0, cfg.separation_taus * tau,
-                                            np.random.SeedSequence([cfg.seed, index + 1, 2**31 - 3]))
+            # its whole state is (x0, seed), so an interrupted run resumes bit for bit
+            velocities = maxwell_boltzmann(np.random.default_rng(np.random.SeedSequence([cfg.seed, index + 1, 2**31 - 3])),
+                                           len(x0), cfg.temperature)
+            separation = engine.separate_async(x0, cfg.separation_taus * tau, velocities)
             snap = _sample_config(engine, cfg, index, x0, label_steps, steps)
             io.write_h5(parts / f"config_{index:05d}.h5", [snap])
             x_next = np.mod(separation.result(), box)
@@ -574,11 +641,17 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
     return _merge(cfg, out, parts, state, hardware, keep_parts)
 
 
+def _engine_version(name: str) -> str:
+    module = __import__(name)
+    return str(module.__version__)
+
+
 def _same_dataset(recorded: dict, cfg: SimulationConfig) -> bool:
     """Whether a recorded config and ``cfg`` make the same configurations: everything but
     ``n_configs`` must agree (configuration i depends only on the seed and configuration
     i − 1, so a run may be cut short or extended)."""
     current = json.loads(json.dumps(cfg.physical()))
+    recorded = {"engine": "openmm", **recorded}  # runs started before there was a choice
     return {k: v for k, v in recorded.items() if k != "n_configs"} == {k: v for k, v in current.items() if k != "n_configs"}
 
 
@@ -609,14 +682,12 @@ def _merge(cfg: SimulationConfig, out: Path, parts: Path, state: dict, hardware:
     }
     for s in snaps:
         s.meta.update(file_meta)
-    import openmm
-
     provenance = {
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else "glasslab.simulate.generate",
         "config": cfg.physical(),
         "hardware": hardware,
         "wall_time_s": round(state["wall_time"], 1),
-        "openmm_version": openmm.__version__,
+        f"{cfg.engine}_version": _engine_version(cfg.engine),
         "equilibration": state["equilibration"],
     }
     io.write_h5(out, snaps, provenance=provenance)
@@ -683,7 +754,7 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
     initial = np.load(parts / "next_positions.npy") if state["done"] else None
     if state["done"]:
         rng.bit_generator.state = state["rng"]
-    engine = _Engine(types, box, temps[0], dt, 1.0, platform, 1)
+    engine = OpenMMEngine(types, box, temps[0], dt, 1.0, platform, 1)
     wall0 = time.time() - state["wall_time"]
     try:
         for index, temperature in enumerate(tqdm(temps, desc="temperatures", disable=not progress)):
@@ -695,8 +766,8 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
             tau = equil["tau_alpha"]
             integ = mm.VerletIntegrator(dt)
             ctx = make_context(engine.system, integ, engine.platform)
-            ctx.setPositions(_positions(engine.parent))
-            ctx.setVelocities(_velocities(engine.parent))
+            ctx.setPositions(engine.parent_positions())
+            ctx.setVelocities(engine.parent_velocities())
             spacing = production_taus * tau / n_origins
             lag_steps = np.unique(np.round(np.geomspace(dt, production_taus * tau / 2, 50) / dt).astype(int))
             origin_steps = np.round(np.arange(n_origins) * spacing / dt).astype(int)
@@ -733,7 +804,7 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
                 record.trajectory = np.stack(traj).astype(np.float32)
                 record.trajectory_dt = every * dt
             records.append(record)
-            initial = _positions(engine.parent)
+            initial = engine.parent_positions()
             io.write_relaxation(parts / f"temperature_{index:02d}.h5", [record])
             with atomic_path(parts / "next_positions.npy") as tmp:
                 with open(tmp, "wb") as fh:
