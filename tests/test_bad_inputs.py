@@ -496,6 +496,7 @@ def test_cli_simulate_and_relaxation_arguments_checked_before_any_md(tmp_path, c
         (["simulate", "--temperature", "0.8", "--workers", "0"], "argument --workers: must be >= 1"),
         (["simulate", "--temperature", "0.8", "--n-particles", "20"], "too small for the 2.5"),
         (["simulate", "--temperature", "0.8", "--out", tmp_path], "argument --out"),
+        (["simulate", "--temperature", "0.8", "--engine", "gromacs"], "argument --engine: invalid choice"),
         (["relaxation", "--temperatures", "1.0", "-1", "--out", tmp_path / "r.h5"],
          "argument --temperatures: must be a positive number"),
         (["relaxation", "--temperatures", "1.0", "--out", tmp_path / "r.h5", "--trajectory-temperature", "0.5"],

@@ -1,4 +1,4 @@
-"""Physics checks of the OpenMM engine, fast, on CPU."""
+"""Physics checks of the OpenMM engine and the generation protocol on both engines, fast, on CPU."""
 
 import dataclasses
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 
 openmm = pytest.importorskip("openmm")
 
-from glasslab import io, ka, simulate  # noqa: E402
+from glasslab import io, ka, lammps_engine, simulate  # noqa: E402
 
 
 def small_liquid(n=256, seed=0):
@@ -75,15 +75,14 @@ def test_thermostat_holds_the_temperature_and_velocities_are_maxwellian():
     assert simulate.kinetic_temperature(v) == pytest.approx(0.64, rel=0.02)
     types = simulate.initial_types(256)
     box = np.full(3, ka.box_length(256))
-    engine = simulate._Engine(types, box, 0.8, 0.005, 1.0, "CPU", 1)
+    engine = simulate.OpenMMEngine(types, box, 0.8, 0.005, 1.0, "CPU", 1)
     try:
         rng = np.random.default_rng(4)
-        engine.parent.setPositions(small_liquid(256, seed=4)[3].getState(getPositions=True).getPositions(asNumpy=True))
-        engine.parent.setVelocities(simulate.maxwell_boltzmann(rng, 256, 0.8))
+        engine.set_parent(simulate._positions(small_liquid(256, seed=4)[3]), simulate.maxwell_boltzmann(rng, 256, 0.8))
         temps = []
         for _ in range(40):
             engine.advance(0.5)
-            temps.append(simulate.kinetic_temperature(simulate._velocities(engine.parent)))
+            temps.append(simulate.kinetic_temperature(engine.parent_velocities()))
     finally:
         engine.close()
     assert np.mean(temps[10:]) == pytest.approx(0.8, rel=0.04)
@@ -148,10 +147,15 @@ def test_relaxation_study_resumes_after_an_interruption(relaxation_run, tmp_path
         assert np.array_equal(a.snapshots, b.snapshots) and np.array_equal(a.curves["fs_a"], b.curves["fs_a"])
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+ENGINES = [pytest.param(name, marks=pytest.mark.skipif(name == "lammps" and not lammps_engine.available(),
+                                                     reason="LAMMPS is not installed")) for name in simulate.ENGINES]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def tiny_run(tmp_path_factory, request):
+    """A two-configuration dataset made by each engine: the tests below run once per engine."""
     cfg = simulate.SimulationConfig(temperature=1.2, n_particles=200, n_configs=2, replicas=4, n_times=5,
-                                    equilibration_taus=10, seed=11, workers=2)
+                                    equilibration_taus=10, seed=11, engine=request.param, workers=2)
     out = tmp_path_factory.mktemp("sim") / "tiny.h5"
     simulate.generate(cfg, out, progress=False)
     return cfg, out
@@ -170,6 +174,7 @@ def test_generate_writes_a_complete_labelled_file(tiny_run):
     assert s.epot_is.mean() < ka.particle_energies(s.positions, s.types, s.box).mean()
     info = io.read_h5_info(out)
     assert info["provenance"]["config"]["seed"] == 11 and info["provenance"]["wall_time_s"] > 0
+    assert info["provenance"]["config"]["engine"] == cfg.engine and f"{cfg.engine}_version" in info["provenance"]
     assert info["meta"]["equilibration_taus_measured"] >= 10
 
 
@@ -228,3 +233,10 @@ def test_generate_refuses_another_config_on_unfinished_parts(tmp_path):
 def test_config_refuses_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         simulate.SimulationConfig(**{"temperature": 0.64, **kwargs})
+
+
+def test_a_run_resumes_only_on_the_engine_it_started_with():
+    cfg = simulate.SimulationConfig(temperature=1.2, n_particles=200, engine="openmm")
+    before_engines = {k: v for k, v in cfg.physical().items() if k != "engine"}  # parts made before the choice
+    assert simulate._same_dataset(before_engines, cfg)
+    assert not simulate._same_dataset(before_engines, dataclasses.replace(cfg, engine="lammps"))
