@@ -137,8 +137,25 @@ def _simulate(args) -> None:
         simulate.available_platform(args.platform)
     except ValueError as exc:
         raise UsageError(f"argument --platform: {exc}") from None
-    path = simulate.generate(cfg, out)
-    print(f"wrote {path}")
+    configs = _config_range(args.configs, args.n_configs)
+    path = simulate.generate(cfg, out, configs=configs)
+    if configs is None:
+        print(f"wrote {path}")
+    else:
+        print(f"configurations {configs.start} to {configs.stop - 1} are in {path}; once every range is done, "
+              f"run the same command without --configs to make the rest and merge them into {out}")
+
+
+def _config_range(text: str | None, n_configs: int) -> range | None:
+    """``a:b`` → range(a, b) within 0:n_configs (``--configs``)."""
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise UsageError(f"argument --configs: expected a:b (two integers), got {text!r}") from None
+    _arg("--configs", 0 <= a < b <= n_configs, f"{a}:{b} is not a range within 0:{n_configs} (--n-configs)")
+    return range(a, b)
 
 
 def _relaxation(args) -> None:
@@ -308,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MD engine (default: OpenMM on a GPU, else LAMMPS when installed, else OpenMM)")
     p.add_argument("--platform", default=None, help="OpenMM platform (default: CUDA if present, else CPU)")
     p.add_argument("--workers", type=int, default=None, help="replicas run concurrently")
+    p.add_argument("--configs", default=None, metavar="A:B",
+                   help="make only configurations A to B-1 (one job of a job array; then run without it to merge)")
     p.add_argument("--out", type=Path, default=None, help="output .h5 (default data/ka3d_T<T>.h5)")
     p.set_defaults(func=_simulate)
 

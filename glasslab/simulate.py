@@ -568,26 +568,38 @@ def _parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool = False) -> Path:
+def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool = False,
+             configs: range | None = None) -> Path:
     """Generate a labelled KA dataset at ``cfg.temperature`` into the HDF5 file ``out``.
 
     Configurations: the first is the end of the (Nosé–Hoover) equilibration; each next one
     is reached by an NVE run of ``separation_taus`` τ_α from fresh Maxwell–Boltzmann
     velocities (seeded), so that the state between configurations is just a position array.
 
-    Resumable: finished configurations and the next configuration live in ``<out>.parts/``
-    until the final file is written (atomically); rerunning the same command after an
-    interruption continues from there, with the same numbers. ``n_configs`` may change
+    Resumable: finished configurations and the starting positions of the chain live in
+    ``<out>.parts/`` until the final file is written (atomically); rerunning the same command
+    after an interruption continues from there, with the same numbers. ``n_configs`` may change
     between runs (configuration i depends only on the seed and configuration i − 1): a long
     run can be cut short (rerun with the number already finished, it merges them) and a
     finished one written with ``keep_parts=True`` extended. Any other change of config for
     the same ``out`` is refused.
+
+    Shards: ``configs=range(a, b)`` makes only configurations a … b − 1, leaves them in
+    ``<out>.parts/`` and returns that folder, so that the jobs of a cluster's job array run
+    disjoint ranges at once (on a shared file system). Each shard equilibrates (the same
+    numbers for the same seed and engine) and walks the chain of separation runs up to ``a``
+    (``separation_taus`` τ_α per configuration, ~1/16 of a configuration's replicas), reusing
+    starting positions another shard already wrote. A call without ``configs`` then makes what
+    is missing and merges: the file equals a single run's, configuration by configuration.
 
     The file's metadata records the measured τ_α (from F_s(q=7.25, t) of the A particles
     in the NVE replicas, averaged over all configurations), the equilibration record, the
     wall time and the hardware (see ``data/README.md``).
     """
     out = Path(out)
+    wanted = range(cfg.n_configs) if configs is None else configs
+    if wanted.step != 1 or not 0 <= wanted.start < wanted.stop <= cfg.n_configs:
+        raise ValueError(f"configs {wanted.start}:{wanted.stop} is not a range of configurations within 0:{cfg.n_configs}")
     parts = _parts_dir(out)
     parts.mkdir(parents=True, exist_ok=True)
     state_file = parts / "state.json"
@@ -597,8 +609,6 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
             f"{parts}: holds an unfinished run with another configuration "
             f"({state['config']}); delete that folder or choose another output file"
         )
-    if state is not None:
-        state["config"]["n_configs"] = cfg.n_configs
     wall0 = time.time()
     types = initial_types(cfg.n_particles)
     box = np.full(3, ka.box_length(cfg.n_particles, cfg.density))
@@ -608,37 +618,103 @@ def generate(cfg: SimulationConfig, out, progress: bool = True, keep_parts: bool
             rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2**31 - 1]))
             equil = equilibrate(engine, cfg.temperature, cfg.equilibration_taus, rng, melt_temperature=cfg.melt_temperature,
                                 melt_time=cfg.melt_time, progress=progress)
-            state = {"config": cfg.physical(), "equilibration": equil, "next": 0, "wall_time": time.time() - wall0}
-            x_next = np.mod(engine.parent_positions(), box)
-            _save_state(parts, state, x_next)
-        else:
-            x_next = np.load(parts / "next_positions.npy")
-        tau = state["equilibration"]["tau_alpha"]
-        label_steps, steps = _time_grid(cfg, tau)
-        bar = tqdm(total=cfg.n_configs, initial=state["next"], desc=f"T={cfg.temperature:g} configurations",
+            state = {"config": cfg.physical(), "equilibration": equil, "wall_time": time.time() - wall0}
+            _save_start(parts, 0, np.mod(engine.parent_positions(), box))
+            write_json(state_file, state)
+        _adopt_legacy_state(parts, state)
+        chain = _Chain(engine, cfg, parts, state["equilibration"]["tau_alpha"])
+        label_steps, steps = _time_grid(cfg, chain.tau)
+        missing = [i for i in wanted if not (parts / f"config_{i:05d}.h5").exists()]
+        bar = tqdm(total=len(wanted), initial=len(wanted) - len(missing), desc=f"T={cfg.temperature:g} configurations",
                    unit="config", disable=not progress)
-        wall_prev = state["wall_time"]
         wall_start = time.time()
-        for index in range(state["next"], cfg.n_configs):
-            x0 = x_next
+        for index in missing:
+            x0 = chain.start(index)
             # the next configuration is prepared while the replicas of this one run (also after
             # the last one, so that a finished run can be extended with a larger n_configs)
-            # its whole state is (x0, seed), so an interrupted run resumes bit for bit
-            velocities = maxwell_boltzmann(np.random.default_rng(np.random.SeedSequence([cfg.seed, index + 1, 2**31 - 3])),
-                                           len(x0), cfg.temperature)
-            separation = engine.separate_async(x0, cfg.separation_taus * tau, velocities)
+            following = chain.next_async(index, x0)
             snap = _sample_config(engine, cfg, index, x0, label_steps, steps)
             io.write_h5(parts / f"config_{index:05d}.h5", [snap])
-            x_next = np.mod(separation.result(), box)
-            state["next"] = index + 1
-            state["wall_time"] = wall_prev + time.time() - wall_start
-            _save_state(parts, state, x_next)
+            following()
             bar.update(1)
+            _add_wall_time(parts, configs, time.time() - wall_start)
+            wall_start = time.time()
         bar.close()
         hardware = engine.hardware()
     finally:
         engine.close()
-    return _merge(cfg, out, parts, state, hardware, keep_parts)
+    if configs is not None:
+        _update_json(_shard_file(parts, configs), hardware=hardware, configs=[configs.start, configs.stop])
+        return parts
+    return _merge(cfg, out, parts, json.loads(state_file.read_text()), hardware, keep_parts)
+
+
+class _Chain:
+    """The starting positions of the configurations: x_0 from the equilibration, x_{i+1} from an
+    NVE run of ``separation_taus`` τ_α from x_i with velocities seeded by (seed, i + 1), each kept
+    in ``parts/start_<i>.npy`` once computed."""
+
+    def __init__(self, engine, cfg: SimulationConfig, parts: Path, tau: float):
+        self.engine, self.cfg, self.parts, self.tau = engine, cfg, parts, tau
+
+    def _file(self, index: int) -> Path:
+        return self.parts / f"start_{index:05d}.npy"
+
+    def _separate_async(self, index: int, x):
+        """Future of x_{index+1} from x_index."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, index + 1, 2**31 - 3]))
+        velocities = maxwell_boltzmann(rng, len(x), self.cfg.temperature)
+        return self.engine.separate_async(x, self.cfg.separation_taus * self.tau, velocities)
+
+    def start(self, index: int) -> np.ndarray:
+        """x_index, from the file or walked from the last one kept before it."""
+        known = index
+        while not self._file(known).exists():
+            known -= 1
+        x = np.load(self._file(known))
+        for i in range(known, index):
+            x = np.mod(self._separate_async(i, x).result(), self.engine.box)
+            _save_start(self.parts, i + 1, x)
+        return x
+
+    def next_async(self, index: int, x):
+        """Start x_{index+1} from x = x_index in the background; the returned call waits and saves it."""
+        if self._file(index + 1).exists():
+            return lambda: None
+        future = self._separate_async(index, x)
+        return lambda: _save_start(self.parts, index + 1, np.mod(future.result(), self.engine.box))
+
+
+def _save_start(parts: Path, index: int, positions: np.ndarray) -> None:
+    with atomic_path(parts / f"start_{index:05d}.npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, positions)
+
+
+def _adopt_legacy_state(parts: Path, state: dict) -> None:
+    """Parts written before the chain was kept per configuration hold only the next start
+    (``next_positions.npy``, configuration ``state["next"]``): keep it under its index."""
+    legacy = parts / "next_positions.npy"
+    if "next" in state and legacy.exists() and not (parts / f"start_{state['next']:05d}.npy").exists():
+        _save_start(parts, state["next"], np.load(legacy))
+
+
+def _shard_file(parts: Path, configs: range) -> Path:
+    return parts / f"shard_{configs.start:05d}_{configs.stop:05d}.json"
+
+
+def _update_json(path: Path, **fields) -> None:
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record.update(fields)
+    write_json(path, record)
+
+
+def _add_wall_time(parts: Path, configs: range | None, seconds: float) -> None:
+    """Add to the wall time of the whole run (``state.json``) or of a shard (``shard_<a>_<b>.json``);
+    the merge adds them up."""
+    path = parts / "state.json" if configs is None else _shard_file(parts, configs)
+    record = json.loads(path.read_text()) if path.exists() else {}
+    _update_json(path, wall_time=record.get("wall_time", 0.0) + seconds)
 
 
 def _engine_version(name: str) -> str:
@@ -653,14 +729,6 @@ def _same_dataset(recorded: dict, cfg: SimulationConfig) -> bool:
     current = json.loads(json.dumps(cfg.physical()))
     recorded = {"engine": "openmm", **recorded}  # runs started before there was a choice
     return {k: v for k, v in recorded.items() if k != "n_configs"} == {k: v for k, v in current.items() if k != "n_configs"}
-
-
-def _save_state(parts: Path, state: dict, next_positions: np.ndarray) -> None:
-    """Everything a resumed run needs: the next configuration, then the progress record."""
-    with atomic_path(parts / "next_positions.npy") as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, next_positions)
-    write_json(parts / "state.json", state)
 
 
 def _merge(cfg: SimulationConfig, out: Path, parts: Path, state: dict, hardware: str, keep_parts: bool) -> Path:
@@ -682,14 +750,17 @@ def _merge(cfg: SimulationConfig, out: Path, parts: Path, state: dict, hardware:
     }
     for s in snaps:
         s.meta.update(file_meta)
+    shards = [json.loads(p.read_text()) for p in sorted(parts.glob("shard_*.json"))]
     provenance = {
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else "glasslab.simulate.generate",
         "config": cfg.physical(),
         "hardware": hardware,
-        "wall_time_s": round(state["wall_time"], 1),
+        "wall_time_s": round(state["wall_time"] + sum(shard.get("wall_time", 0.0) for shard in shards), 1),
         f"{cfg.engine}_version": _engine_version(cfg.engine),
         "equilibration": state["equilibration"],
     }
+    if shards:
+        provenance["shards"] = shards
     io.write_h5(out, snaps, provenance=provenance)
     if not keep_parts:
         shutil.rmtree(parts)

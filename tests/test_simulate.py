@@ -216,6 +216,26 @@ def test_generate_can_be_cut_short_and_extended(tiny_run, tmp_path):
     assert io.read_h5_info(out)["provenance"]["config"]["n_configs"] == 2
 
 
+def test_shards_merge_into_the_file_of_a_single_run(tiny_run, tmp_path):
+    """A job array: two shards in either order, then the merge, equal one uninterrupted run."""
+    cfg, reference = tiny_run
+    cfg = dataclasses.replace(cfg, n_configs=3)
+    out = tmp_path / "sharded.h5"
+    parts = simulate.generate(cfg, out, progress=False, configs=range(2, 3))   # walks the chain to configuration 2
+    assert sorted(p.name for p in parts.glob("config_*.h5")) == ["config_00002.h5"] and not out.exists()
+    simulate.generate(cfg, out, progress=False, configs=range(0, 1))
+    simulate.generate(cfg, out, progress=False)                                # makes configuration 1, merges
+    merged, ref = io.read_h5(out), io.read_h5(reference)
+    assert len(merged) == 3
+    for a, b in zip(ref, merged):                                              # the reference has configurations 0, 1
+        assert np.array_equal(a.positions, b.positions) and np.array_equal(a.propensity, b.propensity)
+        assert np.array_equal(a.positions_is, b.positions_is)
+    provenance = io.read_h5_info(out)["provenance"]
+    assert [shard["configs"] for shard in provenance["shards"]] == [[0, 1], [2, 3]]
+    with pytest.raises(ValueError, match="not a range"):
+        simulate.generate(cfg, tmp_path / "y.h5", progress=False, configs=range(2, 5))
+
+
 def test_generate_refuses_another_config_on_unfinished_parts(tmp_path):
     cfg = simulate.SimulationConfig(temperature=1.2, n_particles=200, n_configs=1, replicas=2)
     parts = tmp_path / "x.h5.parts"
