@@ -106,3 +106,43 @@ def test_every_solution_is_folded(path):
             assert meta.get("jupyter", {}).get("source_hidden") is True, f"cell {i}: jupyter.source_hidden"
             assert meta.get("jupyter", {}).get("outputs_hidden") is True, f"cell {i}: jupyter.outputs_hidden"
             assert meta.get("cellView") == "form", f"cell {i}: cellView form (collapsed in Colab)"
+
+
+def test_colab_setup_cell_installs_once_and_survives_a_rerun(tmp_path):
+    """The set-up cell in a simulated Colab runtime: a fresh virtual environment that sees a
+    preinstalled stack (this environment's packages, as Colab's torch and widgets), a fake
+    ``google.colab`` module, no GPU. Run twice, as after a runtime restart: it clones once,
+    installs glasslab and nothing else (Colab's torch and widgets are kept), and imports."""
+    import subprocess
+    import sys
+    import venv
+
+    runtime = tmp_path / "runtime"
+    venv.create(runtime, with_pip=True)
+    site = next((runtime / "lib").glob("python3*/site-packages"))
+    preinstalled = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "colab_preinstalled.pth").write_text("\n".join(preinstalled) + "\n")
+    fake = tmp_path / "fake" / "google" / "colab"
+    fake.mkdir(parents=True)
+    (fake.parent / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "output.py").write_text("calls = []\ndef enable_custom_widget_manager():\n    calls.append(1)\n")
+    content = tmp_path / "content" / "glasslab"
+    cell = (COLAB_CELL.replace("/content/glasslab", str(content))
+            .replace("https://github.com/glasslab-course/glasslab", f"file://{ROOT}"))
+    script = "\n".join([
+        f"import sys; sys.path.insert(0, {str(tmp_path / 'fake')!r}); import google.colab",
+        cell, cell,
+        "import glasslab, google.colab.output as out",
+        "print(glasslab.__file__); print(len(out.calls))",
+    ])
+    env = {"PATH": f"{runtime / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "COLAB_RELEASE_TAG": "simulated",
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    done = subprocess.run([str(runtime / "bin" / "python"), "-c", script], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    path, calls = done.stdout.split()[-2:]
+    assert Path(path).resolve().is_relative_to(content.resolve()) and calls == "2"
+    installed = {p.name.split("-")[0].lower() for p in site.iterdir() if p.name.endswith((".dist-info", ".pth"))}
+    assert installed <= {"glasslab", "__editable__.glasslab", "pip", "setuptools", "colab_preinstalled.pth",
+                         "distutils"}, installed
