@@ -212,6 +212,8 @@ def _train(args) -> None:
     if cfg.init_from:
         _checks.load_torch_file(cfg.init_from, f"{args.config}: init_from checkpoint")
     results = train(cfg, out_root=args.out, device=args.device)
+    if results is None:  # a rank other than 0 of a torchrun job: rank 0 reports
+        return
     rho = results["test"]["rho_pooled"]
     print(f"{cfg.name}: test rho per timescale (pooled, A particles) = {[round(r, 3) for r in rho]}")
     print(f"results in {Path(args.out) / cfg.name / 'results.json'}")

@@ -29,7 +29,7 @@ import torch
 from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
-from glasslab import _checks, metrics, provenance, recipes
+from glasslab import _checks, distributed, metrics, provenance, recipes
 from glasslab._atomic import atomic_path, write_json
 from glasslab.dataset import GlassDataset, check_label_times, load_graphs, split_indices
 from glasslab.analysis import closest_time
@@ -70,6 +70,10 @@ class TrainConfig:
             ``lr_milestones``) or ``"cosine"`` (a linear warm-up over ``warmup_epochs``, then a
             cosine decay to zero at ``epochs``, updated at every optimiser step).
         batch_size: snapshots per optimiser step (whole snapshots, batched as one graph).
+        micro_batches: split each step's batch into this many forward passes whose gradients add
+            up (memory; batch norms then see one micro-batch at a time). A run of W processes
+            under torchrun (:mod:`glasslab.distributed`) equals the single-process run with
+            ``micro_batches = W``; it sets that value when left at 1.
         grad_clip: clip the gradients' global norm to this value before each step (0: no clipping).
         monitor: the validation score that picks the weights kept (``best.pt``) and drives early
             stopping: ``"val_rho"`` (highest mean pooled validation ρ over the fitted timescales;
@@ -108,6 +112,7 @@ class TrainConfig:
     lr_factor: float | None = None
     warmup_epochs: float | None = None
     batch_size: int | None = None
+    micro_batches: int = 1
     grad_clip: float | None = None
     patience: int = 20
     monitor: str = "val_rho"
@@ -134,6 +139,9 @@ class TrainConfig:
                              f"got {self.rotation_augmentation!r}")
         if self.train_only_head and not self.init_from:
             raise ValueError("train_only_head needs init_from (a checkpoint to start from)")
+        self.micro_batches = _checks.integer(self.micro_batches, "micro_batches", minimum=1)
+        if self.batch_size % self.micro_batches:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of micro_batches ({self.micro_batches})")
 
     @classmethod
     def from_file(cls, path) -> "TrainConfig":
@@ -179,6 +187,7 @@ changed (the selection of the best weights then restarts at the resumed epoch); 
 
 def _same_run(old: dict, new: dict) -> bool:
     def identity(cfg: dict) -> dict:
+        cfg = {"micro_batches": 1, **cfg}  # runs started before the field existed
         return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
 
     return identity(old) == identity(new)
@@ -299,6 +308,12 @@ def _masked_mse(pred, data, mean, std):
     return torch.nn.functional.mse_loss(pred[data.mask_a], target[data.mask_a])
 
 
+def _masked_sse(pred, data, mean, std):
+    """Summed squared error of the A particles' standardised targets (:func:`_masked_mse` × count)."""
+    target = (data.y - mean) / std
+    return torch.nn.functional.mse_loss(pred[data.mask_a], target[data.mask_a], reduction="sum")
+
+
 @torch.no_grad()
 def predict(model, graphs, mean, std, device) -> list[np.ndarray]:
     """Predicted propensities (N, K) per graph, in the units of the targets."""
@@ -399,30 +414,46 @@ def _write_history(path, rows: list[dict]) -> None:
             writer.writerows(rows)
 
 
-def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, out_root="runs", device=None, progress: bool = True) -> dict | None:
     """Train (or resume) the run ``cfg`` and evaluate its best weights on the test set.
 
-    Returns the results dict also written to ``<out_root>/<name>/results.json``.
+    Returns the results dict also written to ``<out_root>/<name>/results.json``. Under torchrun
+    (several processes, :mod:`glasslab.distributed`) rank 0 writes and returns it; the others return None.
     """
-    out = _run_folder(cfg, out_root)
+    dist, device = distributed.context(device)
     device = torch.device(device) if device is not None else default_device()
+    cfg = _for_processes(cfg, dist)
+    out = _run_folder(cfg, out_root)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     splits = make_splits(cfg)
     mean, std = target_stats(splits.train)
     model, params, trained_at = _build(cfg, splits.train[0].y.shape[1], device)
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg, -(-len(splits.train) // cfg.batch_size))
+    scheduler = make_scheduler(optimizer, cfg, len(_batches(range(len(splits.train)), cfg)))
     loop = _Loop(model, params, optimizer, scheduler, GlassDataset(splits.train, augmentation(cfg)),
-                 torch.Generator().manual_seed(cfg.seed))
+                 torch.Generator().manual_seed(cfg.seed), dist)
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "stale": 0, "history": [], "wall": 0.0,
              "monitor": cfg.monitor}
     if (out / "last.pt").exists():
         state = loop.resume(out / "last.pt", cfg, device)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", cfg.to_dict())  # the start succeeded: the name is now this run's
-    stop_reason = _fit(cfg, out, loop, splits, mean, std, device, state, progress)
+    dist.barrier()  # every rank has read last.pt before rank 0 writes it again
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", cfg.to_dict())  # the start succeeded: the name is now this run's
+    stop_reason = _fit(cfg, out, loop, splits, mean, std, device, state, progress and dist.main)
+    if not dist.main:
+        return None
     return _finish(cfg, out, model, splits, mean, std, device, state, stop_reason, trained_at)
+
+
+def _for_processes(cfg: TrainConfig, dist: distributed.Distributed) -> TrainConfig:
+    """``cfg`` with ``micro_batches`` a multiple of the number of processes (set to it when 1)."""
+    if not dist.active or cfg.micro_batches % dist.world == 0:
+        return cfg
+    if cfg.micro_batches != 1:
+        raise ValueError(f"micro_batches ({cfg.micro_batches}) must be a multiple of the number of processes ({dist.world})")
+    return dataclasses.replace(cfg, micro_batches=dist.world)
 
 
 def _run_folder(cfg: TrainConfig, out_root) -> Path:
@@ -459,6 +490,14 @@ def _build(cfg: TrainConfig, k: int, device) -> tuple[torch.nn.Module, list, flo
     return model, params, trained_at
 
 
+def _batches(order, cfg: TrainConfig) -> list:
+    """The snapshots of each optimiser step, in ``order``: ``batch_size`` at a time; with micro-batches
+    a last, incomplete batch is dropped (it could not be split evenly), as ``DistributedSampler`` does."""
+    order = list(order)
+    stop = len(order) - len(order) % cfg.batch_size if cfg.micro_batches > 1 else len(order)
+    return [order[start:start + cfg.batch_size] for start in range(0, stop, cfg.batch_size)]
+
+
 @dataclasses.dataclass
 class _Loop:
     """What one training step needs, and what a resumed run restores: weights, optimiser,
@@ -470,6 +509,7 @@ class _Loop:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     train_set: GlassDataset
     order_gen: torch.Generator
+    dist: distributed.Distributed = distributed.Distributed()
 
     def epoch(self, cfg: TrainConfig, mean: torch.Tensor, std: torch.Tensor, device) -> tuple[float, float]:
         """One pass over the training set in a fresh random order: (mean loss, learning rate used)."""
@@ -479,11 +519,16 @@ class _Loop:
         losses = []
         order = torch.randperm(len(self.train_set), generator=self.order_gen).tolist()
         lr_used = self.optimizer.param_groups[0]["lr"]
-        for start in range(0, len(order), cfg.batch_size):
-            g = Batch.from_data_list([self.train_set[i] for i in order[start:start + cfg.batch_size]]).to(device)
-            loss = _masked_mse(self.model(g), g, mean, std)
+        for indices in _batches(order, cfg):
+            # every rank draws the augmentation of every snapshot of the step, in order, and keeps its own
+            batch = [self.train_set[i] for i in indices]
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if cfg.micro_batches == 1:
+                g = Batch.from_data_list(batch).to(device)
+                loss = _masked_mse(self.model(g), g, mean, std)
+                loss.backward()
+            else:
+                loss = self._micro_batches(batch, cfg, mean, std, device)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
             self.optimizer.step()
@@ -491,6 +536,24 @@ class _Loop:
                 self.scheduler.step()
             losses.append(loss.item())
         return float(np.mean(losses)), lr_used
+
+    def _micro_batches(self, batch: list, cfg: TrainConfig, mean, std, device) -> torch.Tensor:
+        """Forward and backward of this rank's micro-batches of one step's ``batch``, their gradients
+        summed over micro-batches and ranks: the gradient of the whole batch's mean squared error.
+        Returns that loss."""
+        per_micro = len(batch) // cfg.micro_batches
+        mine = self.dist.share(batch)
+        count = sum(int(g.mask_a.sum()) for g in batch) * batch[0].y.shape[1]
+        before = distributed.running_stats(self.model)
+        squared = 0.0
+        for k in range(0, len(mine), per_micro):
+            g = Batch.from_data_list(mine[k:k + per_micro]).to(device)
+            sse = _masked_sse(self.model(g), g, mean, std)
+            (sse / count).backward()
+            squared += sse.item()
+        self.dist.sum_gradients(self.params)
+        self.dist.merge_running_stats(self.model, before, len(mine) // per_micro)
+        return torch.tensor(self.dist.sum(squared) / count)
 
     def save(self, path: Path, state: dict) -> None:
         transform = self.train_set.transform
@@ -546,22 +609,26 @@ def _fit(cfg: TrainConfig, out: Path, loop: _Loop, splits, mean, std, device, st
         score = val_loss if cfg.monitor == "val_loss" else -float(np.mean(val_rho))  # lower is better
         if score < state["best_val"]:
             state.update(best_val=score, best_epoch=state["epoch"], stale=0)
-            _save(out / "best.pt", _checkpoint_payload(model, cfg, mean, std, splits, k, state, tau_alpha))
+            if loop.dist.main:
+                _save(out / "best.pt", _checkpoint_payload(model, cfg, mean, std, splits, k, state, tau_alpha))
         else:
             state["stale"] += 1
         state["wall"] = time.time() - t_start
-        _write_history(out / "history.csv", state["history"])
-        loop.save(out / "last.pt", state)
+        if loop.dist.main:
+            _write_history(out / "history.csv", state["history"])
+            loop.save(out / "last.pt", state)
         bar.update(1)
         bar.set_postfix(train_loss=f"{row['train_loss']:.3f}", val_rho=f"{np.mean(val_rho):.3f}")
         collapse = collapse_message(state["history"])
         if collapse and not state.get("collapse_reported"):
             state["collapse_reported"] = True
-            warnings.warn(f"{cfg.name}: {collapse}", CollapseWarning, stacklevel=3)
+            if loop.dist.main:
+                warnings.warn(f"{cfg.name}: {collapse}", CollapseWarning, stacklevel=3)
         if state["stale"] >= cfg.patience:
             stop_reason = f"early stopping (no improvement for {cfg.patience} epochs)"
             break
-        if cfg.max_minutes is not None and state["wall"] > 60 * cfg.max_minutes:
+        over_time = cfg.max_minutes is not None and state["wall"] > 60 * cfg.max_minutes
+        if loop.dist.sum(float(over_time)) > 0:  # every rank stops at the same epoch
             stop_reason = f"time budget of {cfg.max_minutes} min"
             break
     bar.close()
