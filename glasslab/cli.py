@@ -180,7 +180,7 @@ def _relaxation(args) -> None:
     path = simulate.relaxation_study(
         args.temperatures, args.out, n_particles=args.n_particles, seed=args.seed,
         production_taus=args.production_taus, trajectory_temperature=args.trajectory_temperature,
-        platform=args.platform,
+        engine=args.engine, platform=args.platform,
     )
     print(f"wrote {path}")
 
@@ -300,6 +300,7 @@ class _AlreadyReported(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from glasslab import io
+    from glasslab.simulate import ENGINES as simulate_engines
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -323,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-max", type=float, default=None,
                    help="last label time in LJ units instead (give an existing chunk's last time to share its label times)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--engine", choices=("openmm", "lammps"), default=None,
+    p.add_argument("--engine", choices=simulate_engines, default=None,
                    help="MD engine (default: OpenMM on a GPU, else LAMMPS when installed, else OpenMM)")
     p.add_argument("--platform", default=None, help="OpenMM platform (default: CUDA if present, else CPU)")
     p.add_argument("--workers", type=int, default=None, help="replicas run concurrently")
@@ -339,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--production-taus", type=float, default=30.0)
     p.add_argument("--trajectory-temperature", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--platform", default=None)
+    p.add_argument("--engine", choices=simulate_engines, default=None,
+                   help="MD engine (default: OpenMM on a GPU, else LAMMPS when installed, else OpenMM)")
+    p.add_argument("--platform", default=None, help="OpenMM platform (default: CUDA if present, else CPU)")
     p.set_defaults(func=_relaxation)
 
     p = sub.add_parser("train", parents=[common],

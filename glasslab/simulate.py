@@ -772,7 +772,8 @@ def _merge(cfg: SimulationConfig, out: Path, parts: Path, state: dict, hardware:
 def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, production_taus: float = 30.0,
                      n_origins: int = 24, n_snapshots: int = 8, equilibration_taus: float = 20.0,
                      trajectory_temperature: float | None = None, trajectory_frames: int = 60,
-                     dt: float = 0.005, platform: str | None = None, progress: bool = True) -> Path:
+                     dt: float = 0.005, engine: str | None = None, platform: str | None = None,
+                     progress: bool = True) -> Path:
     """MSD, F_s(q, t), the self overlap Q(t), χ4(t), τ_α and structure snapshots over a range of temperatures.
 
     Temperatures are visited from hot to cold, each starting from the previous one's last
@@ -782,14 +783,73 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
     lags; ``n_snapshots`` configurations spread over the run are kept for g(r) and S(q).
     At ``trajectory_temperature`` a short trajectory of ``trajectory_frames`` frames over
     one τ_α is also kept, for 3D views. Written atomically as one glasslab relaxation file
-    (see :func:`glasslab.io.write_relaxation`).
+    (see :func:`glasslab.io.write_relaxation`). ``engine``: one of :data:`ENGINES` (default
+    :func:`default_engine`).
 
     Resumable: each finished temperature is kept in ``<out>.parts/`` with the positions and the
     random-generator state the next one starts from (each temperature starts a fresh thermostat),
     so rerunning the same call after an interruption continues with the same numbers; a call
     with other arguments for the same ``out`` is refused.
     """
-    from glasslab import _checks  # arguments checked before any MD is run
+    temps = _check_relaxation_arguments(temperatures, out, n_particles, seed, production_taus, n_origins, n_snapshots,
+                                        equilibration_taus, trajectory_temperature, trajectory_frames, dt)
+    engine_name = engine or default_engine(platform)
+    if engine_name not in ENGINES:
+        raise ValueError(f"unknown MD engine {engine_name!r}; choose one of {ENGINES}")
+    out = Path(out)
+    types = initial_types(n_particles)
+    box = np.full(3, ka.box_length(n_particles))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 - 2]))
+    parts = _parts_dir(out)
+    arguments = {"temperatures": temps, "n_particles": n_particles, "seed": seed, "production_taus": production_taus,
+                 "n_origins": n_origins, "n_snapshots": n_snapshots, "equilibration_taus": equilibration_taus,
+                 "trajectory_temperature": trajectory_temperature, "trajectory_frames": trajectory_frames, "dt": dt}
+    if engine_name != "openmm":  # studies made before there was a choice resume as they were
+        arguments["engine"] = engine_name
+    state = _relaxation_state(parts, arguments)
+    records = [io.read_relaxation(parts / f"temperature_{k:02d}.h5")[0] for k in range(state["done"])]
+    initial = np.load(parts / "next_positions.npy") if state["done"] else None
+    if state["done"]:
+        rng.bit_generator.state = state["rng"]
+    md = make_engine(engine_name, types, box, temps[0], dt, 1.0, platform, 1)
+    wall0 = time.time() - state["wall_time"]
+    try:
+        for index, temperature in enumerate(tqdm(temps, desc="temperatures", disable=not progress)):
+            if index < state["done"]:
+                continue
+            t0 = time.time()
+            md.reset_parent(temperature)
+            equil = equilibrate(md, temperature, equilibration_taus, rng, initial=initial, progress=progress)
+            trajectory = trajectory_frames if trajectory_temperature is not None and np.isclose(
+                temperature, trajectory_temperature) else 0
+            record = _production(md, equil, production_taus, n_origins, n_snapshots, trajectory)
+            record.meta["wall_time_s"] = round(time.time() - t0, 1)
+            records.append(record)
+            initial = md.parent_positions()
+            io.write_relaxation(parts / f"temperature_{index:02d}.h5", [record])
+            with atomic_path(parts / "next_positions.npy") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, initial)
+            state.update(done=index + 1, rng=rng.bit_generator.state, wall_time=time.time() - wall0)
+            write_json(parts / "state.json", state)
+        hardware = md.hardware()
+    finally:
+        md.close()
+    provenance = {
+        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else "glasslab.simulate.relaxation_study",
+        "temperatures": temps, "n_particles": n_particles, "seed": seed, "production_taus": production_taus,
+        "equilibration_taus": equilibration_taus, "dt": dt, "hardware": hardware,
+        "wall_time_s": round(time.time() - wall0, 1), f"{engine_name}_version": _engine_version(engine_name),
+    }
+    io.write_relaxation(out, records, provenance=provenance)
+    shutil.rmtree(parts)
+    return out
+
+
+def _check_relaxation_arguments(temperatures, out, n_particles, seed, production_taus, n_origins, n_snapshots,
+                                equilibration_taus, trajectory_temperature, trajectory_frames, dt) -> list[float]:
+    """Every argument of :func:`relaxation_study` checked before any MD is run; the temperatures, hot to cold."""
+    from glasslab import _checks
 
     if isinstance(temperatures, (int, float)):
         temperatures = [temperatures]
@@ -809,93 +869,47 @@ def relaxation_study(temperatures, out, n_particles: int = 1000, seed: int = 0, 
         raise ValueError(f"trajectory_temperature {trajectory_temperature} is not one of the temperatures {list(temperatures)}")
     if Path(out).is_dir():
         raise ValueError(f"{out}: is a directory; give the output .h5 file")
-    mm = _openmm()
-    out = Path(out)
-    temps = sorted({float(t) for t in temperatures}, reverse=True)
-    types = initial_types(n_particles)
-    box = np.full(3, ka.box_length(n_particles))
-    mask_a = types == ka.TYPE_A
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 - 2]))
-    parts = _parts_dir(out)
-    arguments = {"temperatures": temps, "n_particles": n_particles, "seed": seed, "production_taus": production_taus,
-                 "n_origins": n_origins, "n_snapshots": n_snapshots, "equilibration_taus": equilibration_taus,
-                 "trajectory_temperature": trajectory_temperature, "trajectory_frames": trajectory_frames, "dt": dt}
-    state = _relaxation_state(parts, arguments)
-    records = [io.read_relaxation(parts / f"temperature_{k:02d}.h5")[0] for k in range(state["done"])]
-    initial = np.load(parts / "next_positions.npy") if state["done"] else None
-    if state["done"]:
-        rng.bit_generator.state = state["rng"]
-    engine = OpenMMEngine(types, box, temps[0], dt, 1.0, platform, 1)
-    wall0 = time.time() - state["wall_time"]
-    try:
-        for index, temperature in enumerate(tqdm(temps, desc="temperatures", disable=not progress)):
-            if index < state["done"]:
-                continue
-            t0 = time.time()
-            engine.reset_parent(temperature)
-            equil = equilibrate(engine, temperature, equilibration_taus, rng, initial=initial, progress=progress)
-            tau = equil["tau_alpha"]
-            integ = mm.VerletIntegrator(dt)
-            ctx = make_context(engine.system, integ, engine.platform)
-            ctx.setPositions(engine.parent_positions())
-            ctx.setVelocities(engine.parent_velocities())
-            spacing = production_taus * tau / n_origins
-            lag_steps = np.unique(np.round(np.geomspace(dt, production_taus * tau / 2, 50) / dt).astype(int))
-            origin_steps = np.round(np.arange(n_origins) * spacing / dt).astype(int)
-            wanted = np.union1d((origin_steps[:, None] + lag_steps[None, :]).ravel(), origin_steps)
-            frames, done = {}, 0
-            for s in tqdm(wanted, desc=f"production T={temperature:g}", leave=False, disable=not progress):
-                integ.step(int(s - done))
-                done = int(s)
-                frames[done] = _positions(ctx)
-            curves = {}
-            disp = np.stack([[frames[o + l] - frames[o] for o in origin_steps] for l in lag_steps])  # (L, O, N, 3)
-            for name, m in (("a", mask_a), ("b", ~mask_a)):
-                curves[f"msd_{name}"] = analysis.mean_squared_displacement(disp, mask=m).mean(1)
-                curves[f"fs_{name}"] = analysis.self_intermediate_scattering(disp, mask=m).mean(1)
-                overlap = analysis.overlap(disp, mask=m)  # (L, O)
-                curves[f"overlap_{name}"] = overlap.mean(1)
-                curves[f"chi4_{name}"] = m.sum() * overlap.var(1)
-            lags = lag_steps * dt
-            pick = np.linspace(0, len(wanted) - 1, n_snapshots).astype(int)
-            snapshots = np.stack([np.mod(frames[int(wanted[k])], box) for k in pick])
-            record = io.Relaxation(
-                temperature=temperature, lags=lags, tau_alpha=analysis.tau_alpha(lags, curves["fs_a"]),
-                types=types, box=box, snapshots=snapshots, curves=curves,
-                meta={"equilibration": equil, "production_time": float(done * dt), "n_origins": n_origins,
-                      "tau_overlap": analysis.tau_alpha(lags, curves["overlap_a"]),
-                      "wall_time_s": round(time.time() - t0, 1)},
-            )
-            if trajectory_temperature is not None and np.isclose(temperature, trajectory_temperature):
-                every = max(1, int(round(tau / trajectory_frames / dt)))
-                traj = [_positions(ctx)]
-                for _ in range(trajectory_frames - 1):
-                    integ.step(every)
-                    traj.append(_positions(ctx))
-                record.trajectory = np.stack(traj).astype(np.float32)
-                record.trajectory_dt = every * dt
-            records.append(record)
-            initial = engine.parent_positions()
-            io.write_relaxation(parts / f"temperature_{index:02d}.h5", [record])
-            with atomic_path(parts / "next_positions.npy") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, initial)
-            state.update(done=index + 1, rng=rng.bit_generator.state, wall_time=time.time() - wall0)
-            write_json(parts / "state.json", state)
-        hardware = engine.hardware()
-    finally:
-        engine.close()
-    import openmm
+    return sorted({float(t) for t in temperatures}, reverse=True)
 
-    provenance = {
-        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else "glasslab.simulate.relaxation_study",
-        "temperatures": temps, "n_particles": n_particles, "seed": seed, "production_taus": production_taus,
-        "equilibration_taus": equilibration_taus, "dt": dt, "hardware": hardware,
-        "wall_time_s": round(time.time() - wall0, 1), "openmm_version": openmm.__version__,
-    }
-    io.write_relaxation(out, records, provenance=provenance)
-    shutil.rmtree(parts)
-    return out
+
+def _production(md, equil: dict, production_taus: float, n_origins: int, n_snapshots: int,
+                trajectory_frames: int) -> io.Relaxation:
+    """The NVE production run of one temperature, from the equilibrated parent's state: correlation
+    functions over ``n_origins`` time origins, ``n_snapshots`` snapshots and, if asked, a trajectory
+    of ``trajectory_frames`` frames over one τ_α after the run."""
+    tau, dt, temperature = equil["tau_alpha"], md.dt, md.temperature
+    mask_a = md.types == ka.TYPE_A
+    spacing = production_taus * tau / n_origins
+    lag_steps = np.unique(np.round(np.geomspace(dt, production_taus * tau / 2, 50) / dt).astype(int))
+    origin_steps = np.round(np.arange(n_origins) * spacing / dt).astype(int)
+    wanted = np.union1d((origin_steps[:, None] + lag_steps[None, :]).ravel(), origin_steps)
+    every = max(1, int(round(tau / max(trajectory_frames, 1) / dt)))
+    trajectory_steps = wanted[-1] + every * np.arange(trajectory_frames)
+    sampled = np.union1d(wanted[wanted > 0], trajectory_steps[trajectory_steps > 0])
+    x0 = md.parent_positions()
+    (_, displacements), = md.run_replicas(x0, [md.parent_velocities()], sampled, sampled[:1])
+    frames = {0: x0, **{int(s): x0 + d for s, d in zip(sampled, displacements)}}
+    disp = np.stack([[frames[o + lag] - frames[o] for o in origin_steps] for lag in lag_steps])  # (L, O, N, 3)
+    curves = {}
+    for name, m in (("a", mask_a), ("b", ~mask_a)):
+        curves[f"msd_{name}"] = analysis.mean_squared_displacement(disp, mask=m).mean(1)
+        curves[f"fs_{name}"] = analysis.self_intermediate_scattering(disp, mask=m).mean(1)
+        overlap = analysis.overlap(disp, mask=m)  # (L, O)
+        curves[f"overlap_{name}"] = overlap.mean(1)
+        curves[f"chi4_{name}"] = m.sum() * overlap.var(1)
+    lags = lag_steps * dt
+    pick = np.linspace(0, len(wanted) - 1, n_snapshots).astype(int)
+    record = io.Relaxation(
+        temperature=temperature, lags=lags, tau_alpha=analysis.tau_alpha(lags, curves["fs_a"]),
+        types=md.types, box=md.box, snapshots=np.stack([np.mod(frames[int(wanted[k])], md.box) for k in pick]),
+        curves=curves,
+        meta={"equilibration": equil, "production_time": float(wanted[-1] * dt), "n_origins": n_origins,
+              "tau_overlap": analysis.tau_alpha(lags, curves["overlap_a"])},
+    )
+    if trajectory_frames:
+        record.trajectory = np.stack([frames[int(s)] for s in trajectory_steps]).astype(np.float32)
+        record.trajectory_dt = every * dt
+    return record
 
 
 def _relaxation_state(parts: Path, arguments: dict) -> dict:

@@ -123,6 +123,14 @@ def test_relaxation_study_records_correlation_functions(relaxation_run):
         assert r.meta["tau_overlap"] > r.tau_alpha
 
 
+@pytest.mark.skipif(not lammps_engine.available(), reason="LAMMPS is not installed")
+def test_both_engines_give_the_same_relaxation(relaxation_run, tmp_path):
+    """The same study on OpenMM: other trajectories (float32 forces, other rounding), the same physics."""
+    out = simulate.relaxation_study([2.0, 1.5], tmp_path / "openmm.h5", engine="openmm", **RELAXATION)
+    for a, b in zip(io.read_relaxation(relaxation_run), io.read_relaxation(out)):
+        assert a.tau_alpha == pytest.approx(b.tau_alpha, rel=0.25), (a.temperature, a.tau_alpha, b.tau_alpha)
+
+
 def test_relaxation_study_resumes_after_an_interruption(relaxation_run, tmp_path, monkeypatch):
     out = tmp_path / "resumed.h5"
     original = io.write_relaxation
