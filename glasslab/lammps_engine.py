@@ -205,11 +205,14 @@ def _nve_samples(x0, velocities, steps) -> np.ndarray:
     return np.stack(frames)
 
 
+def _nve_end(x0, velocities, steps: int) -> np.ndarray:
+    """Unwrapped positions (N, 3) after ``steps`` NVE steps from (x0, velocities)."""
+    return _nve_samples(x0, velocities, [steps])[0]
+
+
 class LammpsEngine:
     """The LAMMPS engine with the interface :func:`glasslab.simulate.generate` drives: a
     thermostatted parent in this process and ``workers`` replica processes."""
-
-    name = "lammps"
 
     def __init__(self, types, box, temperature, dt, thermostat_rate, workers=None):
         self.types = np.asarray(types)
@@ -267,7 +270,7 @@ class LammpsEngine:
     # replicas
     def separate_async(self, x0, duration: float, velocities):
         """Future of the positions after an NVE run of ``duration`` from (x0, velocities)."""
-        return _Last(self.pool.submit(_nve_samples, x0, velocities, [int(round(duration / self.dt))]))
+        return self.pool.submit(_nve_end, x0, velocities, int(round(duration / self.dt)))
 
     def run_replicas(self, x0, velocities, steps, label_steps):
         """NVE runs from x0, one per entry of ``velocities``, sampled at ``steps`` (ascending, MD
@@ -299,12 +302,3 @@ class LammpsEngine:
         return (f"LAMMPS {version} (lj/cut, double precision), {self.workers} single-core replica processes, "
                 f"{os.cpu_count()} CPU cores ({cpu})")
 
-
-class _Last:
-    """A future of the last frame of a one-sample NVE run."""
-
-    def __init__(self, future):
-        self._future = future
-
-    def result(self) -> np.ndarray:
-        return self._future.result()[-1]

@@ -325,8 +325,6 @@ class OpenMMEngine:
     replicas (``separate_async``, ``run_replicas``), ``minimise``, ``hardware`` and ``close``.
     """
 
-    name = "openmm"
-
     def __init__(self, types, box, temperature, dt, thermostat_rate, platform_name, workers):
         mm = _openmm()
         self.types = types
