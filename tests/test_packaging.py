@@ -146,3 +146,19 @@ def test_colab_setup_cell_installs_once_and_survives_a_rerun(tmp_path):
     installed = {p.name.split("-")[0].lower() for p in site.iterdir() if p.name.endswith((".dist-info", ".pth"))}
     assert installed <= {"glasslab", "__editable__.glasslab", "pip", "setuptools", "colab_preinstalled.pth",
                          "distutils"}, installed
+
+
+def test_wheel_ships_the_kernel_source_and_the_data_registry(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    source = tmp_path / "source"  # what a wheel is built from, copied: the build leaves nothing in the clone
+    shutil.copytree(ROOT / "glasslab", source / "glasslab", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path), str(source)], check=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("glasslab-*.whl"))).namelist()
+    assert "glasslab/models/fused_kernel.cpp" in names and "glasslab/registry.txt" in names

@@ -50,6 +50,8 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
+from glasslab.models import fused_kernel
+
 
 def coupled_orders(l_in: int, l_out: int, irreps_sh: o3.Irreps) -> list[int]:
     """The orders l_F of ``irreps_sh`` that couple l_in to l_out (triangle rule, even parity),
@@ -216,6 +218,7 @@ class FusedPlan:
         self.pair_widths = [n_paths * n_channels for _, _, _, n_channels, n_paths in self.pairs]
         self.chunk_widths = {l: [(2 * lo + 1) * n_paths for li, lo, _, _, n_paths in self.pairs if li == l]
                              for l in self.orders_in}
+        self.kernel = fused_kernel.KernelPlan.of(self)
 
     def mixing_matrix(self, mix: o3.Linear) -> torch.Tensor:
         """(weight_numel, C): row r = path weight × the Linear's weight row of the channel that
@@ -224,27 +227,74 @@ class FusedPlan:
         return rows.index_select(0, self.weight_order.to(rows.device))
 
 
-def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry: EdgeGeometry) -> torch.Tensor:
+def ends_in_relu(radial: torch.nn.Sequential) -> bool:
+    """Whether a radial MLP ends in Linear -> ReLU, as :func:`~glasslab.models.se3.radial_mlp` does."""
+    return len(radial) >= 2 and isinstance(radial[-2], torch.nn.Linear) and isinstance(radial[-1], torch.nn.ReLU)
+
+
+def radial_weights(radial: torch.nn.Sequential, edge_basis: torch.Tensor, order: torch.Tensor,
+                   activate: bool = True) -> torch.Tensor:
+    """``radial(edge_basis)[:, order]`` (E, len(order)). For a radial MLP that ends in
+    Linear -> ReLU the rows of the last Linear are permuted instead of the (E, n_out) output
+    (no gather of E × n_out values, no scatter-add in the backward); ``activate=False`` then
+    returns the values before that ReLU (the kernel of :mod:`~glasslab.models.fused_kernel`
+    applies it)."""
+    if not ends_in_relu(radial):
+        if not activate:
+            raise ValueError("activate=False needs a radial MLP that ends in Linear -> ReLU")
+        return radial(edge_basis).index_select(1, order)
+    *body, last, _ = radial
+    hidden = edge_basis
+    for module in body:
+        hidden = module(hidden)
+    bias = None if last.bias is None else last.bias.index_select(0, order)
+    weights = torch.nn.functional.linear(hidden, last.weight.index_select(0, order), bias)
+    return torch.relu(weights) if activate else weights
+
+
+def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry: EdgeGeometry,
+                      order=None) -> torch.Tensor:
     """Eqs. (10)–(11) for node features ``h`` (N, irreps_in.dim) along ``edge_index`` (2, E)
     (row 0 neighbour j, row 1 centre i) with precomputed ``geometry``; returns
     (N, irreps_out.dim), equal to ``conv(h, edge_index, geometry.edge_sh, geometry.edge_basis)``.
 
     ``conv`` is an :class:`~glasslab.models.se3.EquivariantConvolution` (its ``radial`` MLP and
-    ``mix`` Linear hold the parameters; ``conv.plan`` is its :class:`FusedPlan`).
+    ``mix`` Linear hold the parameters; ``conv.plan`` is its :class:`FusedPlan`). With ``order``
+    (the :class:`~glasslab.models.fused_kernel.EdgeOrder` of ``edge_index``), the per-edge
+    products are summed by the compiled kernel of :mod:`glasslab.models.fused_kernel` where it
+    can run, else by torch ops (:func:`pair_sums`).
     """
     plan = conv.plan
-    neighbour, centre = edge_index
-    edges = neighbour.shape[0]
-    weights = conv.radial(geometry.edge_basis).index_select(1, plan.weight_order.to(h.device))  # (E, weight_numel), (pair, u, p)
+    weight_order = plan.weight_order.to(h.device)
     mixing = plan.mixing_matrix(conv.mix).to(h.dtype)                                   # (weight_numel, C)
-    x = h.index_select(1, plan.node_order.to(h.device)).index_select(0, neighbour)      # (E, D): per l_I, (u, a)
+    x = h.index_select(1, plan.node_order.to(h.device))                                 # (N, D): per l_I, (u, a)
+    coupling = [geometry.coupling[l] for l in plan.orders_in]
+    if order is not None and ends_in_relu(conv.radial) and fused_kernel.usable(x, coupling):
+        before_relu = radial_weights(conv.radial, geometry.edge_basis, weight_order, activate=False)
+        sums = fused_kernel.pair_sums(x, before_relu, coupling, order, plan.kernel)
+    else:
+        weights = radial_weights(conv.radial, geometry.edge_basis, weight_order)      # (E, weight_numel), (pair, u, p)
+        sums = pair_sums(x, weights, edge_index, geometry, plan)
+    nodes, channels = h.shape[0], plan.channels_out
+    mixed = {}  # l_O -> (N·d_O, C), rows (i, m)
+    for (_, l_out, _, n_channels, n_paths), summed, block in zip(plan.pairs, sums, torch.split(mixing, plan.pair_widths, dim=0)):
+        # Eq. (11) on N rows, not E: the Linear commutes with the sum over neighbours
+        rows = summed.reshape(nodes * (2 * l_out + 1), n_paths * n_channels)              # (N·d_O, U·P)
+        mixed[l_out] = rows @ block if l_out not in mixed else torch.addmm(mixed[l_out], rows, block)
+    return torch.cat([mixed[l].view(nodes, -1, channels).transpose(1, 2).reshape(nodes, -1)
+                      for l in plan.orders_out], dim=1)  # (N, irreps_out.dim), e3nn's (w, m) layout
 
+
+def pair_sums(x: torch.Tensor, weights: torch.Tensor, edge_index: torch.Tensor, geometry: EdgeGeometry, plan) -> list:
+    """Torch-op twin of :func:`glasslab.models.fused_kernel.pair_sums`: per pair of ``plan``, the
+    radial-weighted CG-coupled messages summed over each centre's neighbours, (N, d_O, U·P)."""
+    neighbour, centre = edge_index
+    edges, nodes = neighbour.shape[0], x.shape[0]
+    x = x.index_select(0, neighbour)                                                    # (E, D)
     # torch.split, not slicing: the backward of a slice allocates and zero-fills a full-size
     # gradient per slice; that of a split concatenates once.
     x_blocks = dict(zip(plan.orders_in, torch.split(x, plan.block_widths, dim=1)))
     w_blocks = torch.split(weights, plan.pair_widths, dim=1)
-    m_blocks = torch.split(mixing, plan.pair_widths, dim=0)
-    nodes, channels = h.shape[0], plan.channels_out
     chunks = {}  # l_I -> iterator over its pairs' (E, U, P·d_O) products, l_O ascending
     for l_in, x_block in x_blocks.items():
         d_in = 2 * l_in + 1
@@ -255,17 +305,14 @@ def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry:
         # are an outer product, which the elementwise kernels do 2x faster than bmm
         products = x_block * coupling if d_in == 1 else torch.bmm(x_block, coupling)        # (E, U, R)
         chunks[l_in] = iter(torch.split(products, plan.chunk_widths[l_in], dim=2))
-    mixed = {}  # l_O -> (N·d_O, C), rows (i, m)
-    for (l_in, l_out, _, n_channels, n_paths), w, block in zip(plan.pairs, w_blocks, m_blocks):
+    sums = []
+    for (l_in, l_out, _, n_channels, n_paths), w in zip(plan.pairs, w_blocks):
         d_out, width = 2 * l_out + 1, n_paths * n_channels
         # one copy to (E, d_O, U·P): the weights then broadcast over an outer axis and every
         # product below runs on contiguous rows of U·P (2-4x faster than over the d_O ≤ 7 axis)
         chunk = next(chunks[l_in]).view(edges, n_channels, d_out, n_paths).transpose(1, 2)
         chunk = chunk.reshape(edges, d_out, width).contiguous()                           # (E, d_O, U·P)
         weighted = chunk * w.view(edges, 1, width)
-        summed = scatter(weighted.reshape(edges, -1), centre, dim=0, dim_size=nodes, reduce="sum")
-        # Eq. (11) on N rows, not E: the Linear commutes with the sum over neighbours
-        rows = summed.view(nodes * d_out, width)                                          # (N·d_O, U·P)
-        mixed[l_out] = rows @ block if l_out not in mixed else torch.addmm(mixed[l_out], rows, block)
-    return torch.cat([mixed[l].view(nodes, -1, channels).transpose(1, 2).reshape(nodes, -1)
-                      for l in plan.orders_out], dim=1)  # (N, irreps_out.dim), e3nn's (w, m) layout
+        summed = scatter(weighted.view(edges, -1), centre, dim=0, dim_size=nodes, reduce="sum")
+        sums.append(summed.view(nodes, d_out, width))
+    return sums

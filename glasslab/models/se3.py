@@ -16,6 +16,7 @@ from torch_geometric.nn import MessagePassing
 
 from glasslab.models.blocks import BesselBasis
 from glasslab.models.fused import EdgeGeometry, FusedPlan, GeometryCache, build_coupling, edge_vec_key, fused_convolution
+from glasslab.models.fused_kernel import edge_order
 from glasslab.models.tensor_product import ChannelwiseTensorProduct
 
 
@@ -91,10 +92,12 @@ class EquivariantConvolution(MessagePassing):
         self.mix = o3.Linear(self.tensor_product.irreps_out, self.irreps_out)
         self.plan = FusedPlan(self.tensor_product, self.mix)  # index plan of the fused path (no parameters)
 
-    def fused(self, h: torch.Tensor, edge_index: torch.Tensor, geometry: EdgeGeometry) -> torch.Tensor:
+    def fused(self, h: torch.Tensor, edge_index: torch.Tensor, geometry: EdgeGeometry, order=None) -> torch.Tensor:
         """The same map as :meth:`forward` from precomputed geometry (see
-        :func:`glasslab.models.fused.fused_convolution`): (N, irreps_in.dim) -> (N, irreps_out.dim)."""
-        return fused_convolution(self, h, edge_index, geometry)
+        :func:`glasslab.models.fused.fused_convolution`; ``order``, the graph's
+        :class:`~glasslab.models.fused_kernel.EdgeOrder`, enables the compiled kernel):
+        (N, irreps_in.dim) -> (N, irreps_out.dim)."""
+        return fused_convolution(self, h, edge_index, geometry, order)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_basis: torch.Tensor) -> torch.Tensor:
         """Convolve node features ``h`` (N, irreps_in.dim) along ``edge_index`` (2, E) (row 0
@@ -286,11 +289,12 @@ class SE3GNN(nn.Module):
         node_input = self.node_input(data)
         if self.fused:
             geometry = self.edge_geometry(data.edge_vec)
+            order = edge_order(data.edge_index, node_input.shape[0])
             first, *others = self.convolutions
-            h = self.batch_norms[0](first.fused(node_input, data.edge_index, geometry))
+            h = self.batch_norms[0](first.fused(node_input, data.edge_index, geometry, order))
             hidden = [h]
             for conv, batch_norm in zip(others, self.batch_norms[1:]):
-                h = batch_norm(h + conv.fused(torch.cat([h, node_input], dim=-1), data.edge_index, geometry))
+                h = batch_norm(h + conv.fused(torch.cat([h, node_input], dim=-1), data.edge_index, geometry, order))
                 hidden.append(h)
             return hidden
         edge_sh = self.spherical_harmonics(data.edge_vec)

@@ -1,0 +1,184 @@
+"""The compiled CPU kernel of the fused convolution (``fused_kernel.cpp``), and when it is used.
+
+:func:`~glasslab.models.fused.fused_convolution` written with torch ops materialises, in every
+layer, the E × (U, d_O, P) per-edge products of every coupling pair, weights them, scatters them
+and reads them back in the backward pass: memory traffic, not arithmetic, bounds it (see
+``benchmarks/README.md``). The kernel keeps those products in a per-edge buffer and writes only
+the per-centre sums, computing
+
+    S_k[i, m, u, p] = Σ_{e: centre(e) = i} ReLU(w[e, u, p]) Σ_a x[j(e), u, a] G[e, a, (m, p)]
+
+for every pair k = (l_I, l_O), and their gradients with respect to x and w; it also applies the
+radial MLP's final ReLU to w (one pass over the E × W weights less). Why hand-written: no
+library offers a channel-wise ("uvu") contraction with a *precomputed* per-edge coupling block
+on the CPU (cuEquivariance's kernels are CUDA-only and recompute the CG product with Y).
+
+It is compiled with PyTorch's C++ extension loader the first time it is needed (about a minute,
+then cached by torch in ``~/.cache/torch_extensions``); it needs a C++ compiler and ninja.
+Where it cannot be built, or on a GPU, or when gradients must flow into the geometry (forces),
+the torch-op path runs instead: the same numbers to round-off. ``GLASSLAB_KERNEL=0`` switches
+the kernel off.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+_SOURCE = Path(__file__).with_name("fused_kernel.cpp")
+_state: dict = {}
+
+
+def load():
+    """The compiled extension, built on first call; None where it is switched off or cannot be
+    built (the reason is warned once)."""
+    if "module" not in _state:
+        _state["module"] = None
+        if os.environ.get("GLASSLAB_KERNEL", "1") == "0":
+            return None
+        try:
+            from torch.utils.cpp_extension import load as load_extension
+
+            _state["module"] = load_extension(name="glasslab_fused_kernel", sources=[str(_SOURCE)],
+                                              extra_cflags=["-O3", "-march=native", "-fopenmp-simd"], verbose=False)
+        except Exception as error:  # no compiler, no ninja, no headers: the torch path still works
+            warnings.warn(f"glasslab: the fused convolution's CPU kernel could not be built ({error}); "
+                          "using the torch-op path (same results, slower)", RuntimeWarning, stacklevel=2)
+    return _state["module"]
+
+
+@dataclass
+class EdgeOrder:
+    """The edges of a graph grouped by centre (CSR), the order of the kernel's loops.
+
+    Attributes:
+        centre_ptr: (N + 1,) int64; the edges of centre i are
+            ``by_centre[centre_ptr[i]:centre_ptr[i + 1]]``.
+        by_centre: (E,) int64 edge indices (``arange(E)`` for a graph already sorted by centre).
+        neighbour: (E,) int64, row 0 of ``edge_index``.
+    """
+
+    centre_ptr: torch.Tensor
+    by_centre: torch.Tensor
+    neighbour: torch.Tensor
+
+
+def edge_order(edge_index: torch.Tensor, n_nodes: int) -> EdgeOrder:
+    """:class:`EdgeOrder` of ``edge_index`` (2, E) (row 0 neighbour j, row 1 centre i)."""
+    neighbour, centre = (row.contiguous().to(torch.int64) for row in edge_index)
+    centre_ptr = torch.zeros(n_nodes + 1, dtype=torch.int64, device=centre.device)
+    torch.cumsum(torch.bincount(centre, minlength=n_nodes), 0, out=centre_ptr[1:])
+    return EdgeOrder(centre_ptr, torch.argsort(centre, stable=True), neighbour)
+
+
+@dataclass
+class KernelPlan:
+    """A :class:`~glasslab.models.fused.FusedPlan` as the kernel reads it: one block per input
+    order l_I (``plan.orders_in``), all its pairs (l_I, l_O) at once.
+
+    Attributes:
+        table: (blocks, 4) int64: column offset of the block in x, channels U, 2l_I+1, coupling
+            width R.
+        weight_index: per block, (U, R) int32: the column of the reordered radial weights that
+            multiplies channel u's message in coupling column c = (l_O, m, p).
+        pair_columns: per pair of ``plan.pairs``, (block, first coupling column, 2l_O+1, P).
+    """
+
+    table: torch.Tensor
+    weight_index: list
+    pair_columns: list
+
+    @classmethod
+    def of(cls, plan) -> "KernelPlan":
+        offsets = dict(zip(plan.orders_in, _cumulative([0] + plan.block_widths)))
+        rows, weight_index, pair_columns, column = [], [], [], {}
+        weight_offsets = _cumulative([0] + plan.pair_widths)
+        for k, l_in in enumerate(plan.orders_in):
+            n_channels = plan.block_widths[k] // (2 * l_in + 1)
+            width = sum(plan.chunk_widths[l_in])
+            rows.append([offsets[l_in], n_channels, 2 * l_in + 1, width])
+            weight_index.append(torch.empty(n_channels, width, dtype=torch.int32))
+        for (l_in, l_out, _, n_channels, n_paths), w_offset in zip(plan.pairs, weight_offsets):
+            k, first = plan.orders_in.index(l_in), column.get(l_in, 0)
+            column[l_in] = first + (2 * l_out + 1) * n_paths
+            u, m, p = torch.meshgrid(torch.arange(n_channels), torch.arange(2 * l_out + 1), torch.arange(n_paths), indexing="ij")
+            weight_index[k][:, first:column[l_in]] = (w_offset + u * n_paths + p).reshape(n_channels, -1).to(torch.int32)
+            pair_columns.append((k, first, 2 * l_out + 1, n_paths))
+        return cls(torch.tensor(rows, dtype=torch.int64), weight_index, pair_columns)
+
+
+    def flops(self, edges: int) -> tuple[int, int]:
+        """Floating-point operations of the kernel on ``edges`` edges (a multiply-add counts 2):
+        (forward, backward). Per block and edge, with n = U·R: forward (2 d_I + 2) n (the coupled
+        messages, then the weighted sum); backward (4 d_I + 3) n (the messages again, the weight
+        gradient, the weighted output gradient, the feature gradient)."""
+        forward = backward = 0
+        for _, n_channels, d_in, width in self.table.tolist():
+            n = n_channels * width
+            forward += (2 * d_in + 2) * n
+            backward += (4 * d_in + 3) * n
+        return forward * edges, backward * edges
+
+
+def _cumulative(values):
+    total, out = 0, []
+    for v in values[:-1]:
+        total += v
+        out.append(total)
+    return out
+
+
+def usable(x: torch.Tensor, coupling) -> bool:
+    """Whether the kernel runs for these inputs: CPU tensors, geometry without gradients, a
+    kernel that could be built, not inside :func:`disabled`."""
+    return (x.device.type == "cpu" and not _state.get("disabled") and not any(g.requires_grad for g in coupling)
+            and load() is not None)
+
+
+@contextmanager
+def disabled():
+    """Run the torch-op path inside this block (to compare both paths in one process)."""
+    before = _state.get("disabled", False)
+    _state["disabled"] = True
+    try:
+        yield
+    finally:
+        _state["disabled"] = before
+
+
+class _BlockSums(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weights, order, plan, *coupling):
+        ctx.save_for_backward(x, weights)
+        ctx.order, ctx.plan, ctx.coupling = order, plan, coupling
+        sums = load().forward(x, list(coupling), weights, order.centre_ptr, order.by_centre, order.neighbour,
+                              plan.table, plan.weight_index)
+        ctx.shapes = [s.shape for s in sums]
+        return tuple(sums)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grad_sums):
+        x, weights = ctx.saved_tensors
+        grads = [x.new_zeros(shape) if g is None else g for g, shape in zip(grad_sums, ctx.shapes)]
+        o, plan = ctx.order, ctx.plan
+        grad_x, grad_w = load().backward(grads, x, list(ctx.coupling), weights, o.centre_ptr, o.by_centre, o.neighbour,
+                                         plan.table, plan.weight_index)
+        return (grad_x, grad_w, None, None) + (None,) * len(ctx.coupling)
+
+
+def pair_sums(x: torch.Tensor, before_relu: torch.Tensor, coupling, order: EdgeOrder, plan: KernelPlan) -> list:
+    """Per pair of the layer's plan, the radial-weighted CG-coupled messages summed over each
+    centre's neighbours, (N, d_O, U·P) as :func:`glasslab.models.fused.pair_sums` returns them,
+    differentiable in ``x`` (N, D), the regrouped node features, and ``before_relu`` (E, W), the
+    reordered radial-MLP output before its final ReLU (applied here, with its gradient);
+    ``coupling`` is the list of coupling blocks in ``orders_in`` order."""
+    sums = _BlockSums.apply(x.contiguous(), before_relu.contiguous(), order, plan, *coupling)  # (N, U, R) per block
+    nodes = x.shape[0]
+    return [sums[k][:, :, first:first + d_out * n_paths].reshape(nodes, -1, d_out, n_paths).transpose(1, 2)
+            .reshape(nodes, d_out, -1) for k, first, d_out, n_paths in plan.pair_columns]
