@@ -270,7 +270,7 @@ def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry:
     x = h.index_select(1, plan.node_order.to(h.device))                                 # (N, D): per l_I, (u, a)
     coupling = [geometry.coupling[l] for l in plan.orders_in]
     if order is not None and ends_in_relu(conv.radial) and fused_kernel.usable(x, coupling):
-        before_relu = radial_weights(conv.radial, geometry.edge_basis, weight_order, activate=False)
+        before_relu = radial_weights(conv.radial, geometry.edge_basis, plan.kernel.weight_order.to(h.device), activate=False)
         sums = fused_kernel.pair_sums(x, before_relu, coupling, order, plan.kernel)
     else:
         weights = radial_weights(conv.radial, geometry.edge_basis, weight_order)      # (E, weight_numel), (pair, u, p)

@@ -82,35 +82,41 @@ class KernelPlan:
     order l_I (``plan.orders_in``), all its pairs (l_I, l_O) at once.
 
     Attributes:
-        table: (blocks, 4) int64: column offset of the block in x, channels U, 2l_I+1, coupling
-            width R.
-        weight_index: per block, (U, R) int32: the column of the reordered radial weights that
-            multiplies channel u's message in coupling column c = (l_O, m, p).
+        table: (blocks, 6) int64: column offset of the block in x, channels U, 2l_I+1, coupling
+            width R, first column of the block's radial weights, weights per channel W_b (Σ P).
+        local: per block, (R,) int32: coupling column c = (l_O, m, p) of channel u is weighted by
+            radial weight ``u · W_b + local[c]`` of the block.
+        weight_order: (weight_numel,) the radial-MLP output columns in the kernel's order: per
+            block, per channel u, per l_O, per p (each channel's weights contiguous).
         pair_columns: per pair of ``plan.pairs``, (block, first coupling column, 2l_O+1, P).
     """
 
     table: torch.Tensor
-    weight_index: list
+    local: list
+    weight_order: torch.Tensor
     pair_columns: list
 
     @classmethod
     def of(cls, plan) -> "KernelPlan":
-        offsets = dict(zip(plan.orders_in, _cumulative([0] + plan.block_widths)))
-        rows, weight_index, pair_columns, column = [], [], [], {}
-        weight_offsets = _cumulative([0] + plan.pair_widths)
-        for k, l_in in enumerate(plan.orders_in):
-            n_channels = plan.block_widths[k] // (2 * l_in + 1)
-            width = sum(plan.chunk_widths[l_in])
-            rows.append([offsets[l_in], n_channels, 2 * l_in + 1, width])
-            weight_index.append(torch.empty(n_channels, width, dtype=torch.int32))
-        for (l_in, l_out, _, n_channels, n_paths), w_offset in zip(plan.pairs, weight_offsets):
-            k, first = plan.orders_in.index(l_in), column.get(l_in, 0)
-            column[l_in] = first + (2 * l_out + 1) * n_paths
-            u, m, p = torch.meshgrid(torch.arange(n_channels), torch.arange(2 * l_out + 1), torch.arange(n_paths), indexing="ij")
-            weight_index[k][:, first:column[l_in]] = (w_offset + u * n_paths + p).reshape(n_channels, -1).to(torch.int32)
-            pair_columns.append((k, first, 2 * l_out + 1, n_paths))
-        return cls(torch.tensor(rows, dtype=torch.int64), weight_index, pair_columns)
-
+        x_offsets = dict(zip(plan.orders_in, _cumulative([0] + plan.block_widths)))
+        pair_offsets = _cumulative([0] + plan.pair_widths)   # of each pair in plan.weight_order: (pair, u, p)
+        rows, local, order, pair_columns = [], [], [], []
+        for k, l_in in enumerate(plan.orders_in):  # plan.pairs runs over l_I, then l_O, ascending
+            pairs = [(pair, offset) for pair, offset in zip(plan.pairs, pair_offsets) if pair[0] == l_in]
+            n_channels, width = pairs[0][0][3], sum(plan.chunk_widths[l_in])
+            rows.append([x_offsets[l_in], n_channels, 2 * l_in + 1, width, len(order), sum(pair[4] for pair, _ in pairs)])
+            block_local, column, first_weight = [], 0, 0
+            for (_, l_out, _, _, n_paths), _ in pairs:
+                block_local += [first_weight + p for _ in range(2 * l_out + 1) for p in range(n_paths)]
+                pair_columns.append((k, column, 2 * l_out + 1, n_paths))
+                column += (2 * l_out + 1) * n_paths
+                first_weight += n_paths
+            local.append(torch.tensor(block_local, dtype=torch.int32))
+            for u in range(n_channels):
+                for (*_, n_paths), offset in pairs:
+                    order += [offset + u * n_paths + p for p in range(n_paths)]
+        weight_order = plan.weight_order.index_select(0, torch.tensor(order, dtype=torch.long))
+        return cls(torch.tensor(rows, dtype=torch.int64), local, weight_order, pair_columns)
 
     def flops(self, edges: int) -> tuple[int, int]:
         """Floating-point operations of the kernel on ``edges`` edges (a multiply-add counts 2):
@@ -118,7 +124,7 @@ class KernelPlan:
         messages, then the weighted sum); backward (4 d_I + 3) n (the messages again, the weight
         gradient, the weighted output gradient, the feature gradient)."""
         forward = backward = 0
-        for _, n_channels, d_in, width in self.table.tolist():
+        for _, n_channels, d_in, width, _, _ in self.table.tolist():
             n = n_channels * width
             forward += (2 * d_in + 2) * n
             backward += (4 * d_in + 3) * n
@@ -157,7 +163,7 @@ class _BlockSums(torch.autograd.Function):
         ctx.save_for_backward(x, weights)
         ctx.order, ctx.plan, ctx.coupling = order, plan, coupling
         sums = load().forward(x, list(coupling), weights, order.centre_ptr, order.by_centre, order.neighbour,
-                              plan.table, plan.weight_index)
+                              plan.table, plan.local)
         ctx.shapes = [s.shape for s in sums]
         return tuple(sums)
 
@@ -168,7 +174,7 @@ class _BlockSums(torch.autograd.Function):
         grads = [x.new_zeros(shape) if g is None else g for g, shape in zip(grad_sums, ctx.shapes)]
         o, plan = ctx.order, ctx.plan
         grad_x, grad_w = load().backward(grads, x, list(ctx.coupling), weights, o.centre_ptr, o.by_centre, o.neighbour,
-                                         plan.table, plan.weight_index)
+                                         plan.table, plan.local)
         return (grad_x, grad_w, None, None) + (None,) * len(ctx.coupling)
 
 
