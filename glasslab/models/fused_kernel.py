@@ -14,15 +14,18 @@ library offers a channel-wise ("uvu") contraction with a *precomputed* per-edge 
 on the CPU (cuEquivariance's kernels are CUDA-only and recompute the CG product with Y).
 
 It is compiled with PyTorch's C++ extension loader the first time it is needed (about a minute,
-then cached by torch in ``~/.cache/torch_extensions``); it needs a C++ compiler and ninja.
-Where it cannot be built, or on a GPU, or when gradients must flow into the geometry (forces),
-the torch-op path runs instead: the same numbers to round-off. ``GLASSLAB_KERNEL=0`` switches
-the kernel off.
+then cached by torch in ``~/.cache/torch_extensions``, one build per kernel source and CPU model:
+it is compiled for the CPU it runs on, with AVX-512 code where the CPU has it); it needs a C++
+compiler and ninja. Where it cannot be built, or on a GPU, or when gradients must flow into the
+geometry (forces), the torch-op path runs instead: the same numbers to round-off.
+``GLASSLAB_KERNEL=0`` switches the kernel off.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,12 +47,23 @@ def load():
         try:
             from torch.utils.cpp_extension import load as load_extension
 
-            _state["module"] = load_extension(name="glasslab_fused_kernel", sources=[str(_SOURCE)],
+            # one build per source text and CPU type: versions of glasslab never share a stale build
+            digest = hashlib.sha256(_SOURCE.read_bytes() + _cpu_model().encode()).hexdigest()[:12]
+            _state["module"] = load_extension(name=f"glasslab_fused_kernel_{digest}", sources=[str(_SOURCE)],
                                               extra_cflags=["-O3", "-march=native", "-fopenmp-simd"], verbose=False)
         except Exception as error:  # no compiler, no ninja, no headers: the torch path still works
             warnings.warn(f"glasslab: the fused convolution's CPU kernel could not be built ({error}); "
                           "using the torch-op path (same results, slower)", RuntimeWarning, stacklevel=2)
     return _state["module"]
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (the kernel is compiled for the CPU it runs on: ``-march=native``)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor() or platform.machine()
 
 
 @dataclass
