@@ -155,19 +155,23 @@ inline void multiply(T* __restrict__ q, const T* __restrict__ e, const T* __rest
   for (int64_t c = 0; c < n; ++c) q[c] = e[c] * g[c];
 }
 
-// gw[local[c]] += t[c] g[c], c < R: one channel's weight gradient
+// gw[k] = sum over c with local[c] = k of t[c] g[c], k < W_b: one channel's weight gradient (each
+// bin written once per edge, so that the gradient needs no zero-filling)
 template <typename T>
-inline void add_to_bins(const T* __restrict__ t, const T* __restrict__ g, const Block& b, T* __restrict__ gw) {
+inline void sum_into_bins(const T* __restrict__ t, const T* __restrict__ g, const Block& b, T* __restrict__ gw) {
+  for (int64_t k = 0; k < b.Wb; ++k) gw[k] = 0;
   for (int64_t c = 0; c < b.R; ++c) gw[b.local[c]] += t[c] * g[c];
 }
 
 #ifdef __AVX512F__
 // The same with the W_b <= 16 bins in registers: each product is broadcast and added under a
-// one-lane mask, four accumulators in turn (the scalar loop above updates memory per column).
+// one-lane mask, four accumulators in turn (the scalar loop above updates memory per column,
+// 2x slower).
 template <>
-inline void add_to_bins<float>(const float* __restrict__ t, const float* __restrict__ g, const Block& b,
-                               float* __restrict__ gw) {
+inline void sum_into_bins<float>(const float* __restrict__ t, const float* __restrict__ g, const Block& b,
+                                 float* __restrict__ gw) {
   if (b.Wb > 16 || b.R > 60) {
+    for (int64_t k = 0; k < b.Wb; ++k) gw[k] = 0;
     for (int64_t c = 0; c < b.R; ++c) gw[b.local[c]] += t[c] * g[c];
     return;
   }
@@ -187,7 +191,7 @@ inline void add_to_bins<float>(const float* __restrict__ t, const float* __restr
   }
   const __mmask16 bins = (__mmask16)((1u << b.Wb) - 1);
   const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3));
-  _mm512_mask_storeu_ps(gw, bins, _mm512_add_ps(_mm512_maskz_loadu_ps(bins, gw), sum));
+  _mm512_mask_storeu_ps(gw, bins, sum);
 }
 #endif
 
@@ -301,7 +305,7 @@ void backward_impl(const Views<T>& v, const std::vector<torch::Tensor>& grad_out
             const int64_t row = u * b.R;
             expand_weights(we + b.w_off + u * b.Wb, b, spread.data());
             multiply(q.data() + row, spread.data(), gs + row, b.R);
-            add_to_bins(t.data() + row, gs + row, b, gwe + b.w_off + u * b.Wb);  // dS/dw, before the ReLU's mask
+            sum_into_bins(t.data() + row, gs + row, b, gwe + b.w_off + u * b.Wb);  // dS/dw, before the ReLU's mask
           }
           T* gxj = gx + j * v.D + b.x_off;  // dS/dx[u, a] = sum_c G[a, c] q[u, c]
           for (int64_t u = 0; u < b.U; ++u) {
@@ -324,6 +328,12 @@ void check_inputs(const torch::Tensor& x, const std::vector<torch::Tensor>& coup
   TORCH_CHECK(x.device().is_cpu() && x.is_contiguous() && x.dim() == 2, "x must be a contiguous CPU matrix");
   TORCH_CHECK(w.scalar_type() == x.scalar_type() && w.is_contiguous() && w.dim() == 2, "w: contiguous, x's dtype");
   TORCH_CHECK(coupling.size() == blocks.size(), "one coupling block per l_I");
+  int64_t covered = 0;  // the blocks' weight columns tile w, in order (backward writes each once)
+  for (const auto& b : blocks) {
+    TORCH_CHECK(b.w_off == covered, "block table: weight columns must tile w in order");
+    covered += b.U * b.Wb;
+  }
+  TORCH_CHECK(covered == w.size(1), "block table: weight columns must cover w");
   for (size_t k = 0; k < blocks.size(); ++k) {
     const auto& g = coupling[k];
     const Block& b = blocks[k];
@@ -362,7 +372,7 @@ std::vector<torch::Tensor> fused_backward(const std::vector<torch::Tensor>& grad
   std::vector<torch::Tensor> grads;
   for (const auto& g : grad_out) grads.push_back(g.contiguous());
   auto grad_x = torch::zeros_like(x);
-  auto grad_w = torch::zeros_like(w);
+  auto grad_w = torch::empty_like(w);  // every entry written: the blocks' weight columns cover w
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_backward", [&] {
     backward_impl<scalar_t>(Views<scalar_t>(x, coupling, w), grads, centre_ptr, by_centre, neighbour, blocks, grad_x,
                             grad_w);
