@@ -257,16 +257,6 @@ class LammpsEngine:
     def advance(self, duration: float) -> None:
         self.parent.run(int(round(duration / self.dt)))
 
-    def record(self, duration: float, interval: float) -> np.ndarray:
-        """Run the parent ``duration`` and return unwrapped frames (F, N, 3) every ``interval``, t = 0 included."""
-        every = max(1, int(round(interval / self.dt)))
-        n = int(round(duration / (every * self.dt)))
-        frames = [self.parent.positions()]
-        for _ in range(n):
-            self.parent.run(every)
-            frames.append(self.parent.positions())
-        return np.stack(frames)
-
     # replicas
     def separate_async(self, x0, duration: float, velocities):
         """Future of the positions after an NVE run of ``duration`` from (x0, velocities)."""

@@ -379,18 +379,6 @@ class OpenMMEngine:
         """Run the parent (Nosé–Hoover NVT) trajectory for ``duration`` time units."""
         self.parent_integrator.step(int(round(duration / self.dt)))
 
-    def record(self, duration: float, interval: float, context=None, integrator=None) -> np.ndarray:
-        """Run ``duration`` and return unwrapped frames (F, N, 3) every ``interval``, t=0 included."""
-        context = context or self.parent
-        integrator = integrator or self.parent_integrator
-        every = max(1, int(round(interval / self.dt)))
-        n = int(round(duration / (every * self.dt)))
-        frames = [_positions(context)]
-        for _ in range(n):
-            integrator.step(every)
-            frames.append(_positions(context))
-        return np.stack(frames)
-
     def separate_async(self, x0, duration: float, velocities):
         """Future of the positions after an NVE run of ``duration`` from (x0, velocities)."""
         return self.pool.submit(self._separate, x0, duration, velocities)
@@ -461,6 +449,16 @@ class OpenMMEngine:
         return f"OpenMM {name} platform on {gpu}, {self.workers} concurrent contexts, {cpu_line}"
 
 
+def _record_parent(engine, duration: float, interval: float) -> np.ndarray:
+    """Run the engine's parent ``duration`` and return unwrapped frames (F, N, 3) every ``interval``, t = 0 included."""
+    every = max(1, int(round(interval / engine.dt)))
+    frames = [engine.parent_positions()]
+    for _ in range(int(round(duration / (every * engine.dt)))):
+        engine.advance(every * engine.dt)
+        frames.append(engine.parent_positions())
+    return np.stack(frames)
+
+
 def equilibrate(engine, temperature: float, min_taus: float, rng: np.random.Generator | None = None,
                 initial=None, melt_temperature: float = 2.0, melt_time: float = 20.0, progress: bool = True) -> dict:
     """Bring the parent trajectory of ``engine`` (see :class:`OpenMMEngine`) to equilibrium at ``temperature`` and measure τ_α.
@@ -495,7 +493,7 @@ def equilibrate(engine, temperature: float, min_taus: float, rng: np.random.Gene
     while True:
         seg = max(min_taus * tau_est - spent, 4.0 * tau_est, 50 * engine.dt)
         interval = max(engine.dt, seg / 400)
-        frames = engine.record(seg, interval)
+        frames = _record_parent(engine, seg, interval)
         spent += seg
         bar.update(seg)
         tau = _tau_from_frames(frames, interval, mask_a)
