@@ -164,7 +164,7 @@ def test_catalogue_lists_every_shipped_run_with_its_temperatures():
         assert run.test_temperature == pytest.approx(tested_on), run
         assert (run.protocol == "trained") == (run.train_temperature == run.test_temperature), run
     assert [r.name for r in pretrained.catalogue(model="se3_lmax1", protocol="transfer", train_temperature=0.64)] == \
-        ["transfer_064_to_080_se3_lmax1_s0"]
+        ["transfer_064_to_080_se3_lmax1_all_s0", "transfer_064_to_080_se3_lmax1_s0"]
 
 
 SHIPPED_RUNS = pretrained.available() + sorted(p.name[:-len("_test_predictions.npz")]
