@@ -141,6 +141,19 @@ def test_edge_order_and_threads_do_not_change_results():
     assert all(relative_error(grads[k], g) < 1e-10 or g.norm() == 0 for k, g in reference_grads.items())
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "torch-ops"])
+def test_any_radial_module(kernel):
+    """A radial filter replaced by another module (chapter 13 puts a bias-free Linear there): the
+    fused path still equals the per-layer path."""
+    model = model64(1, dropout=0.0)
+    for conv in model.convolutions:
+        conv.radial = torch.nn.Linear(conv.radial[0].in_features, conv.tensor_product.weight_numel, bias=False).double()
+    with contextlib.nullcontext() if kernel else fused_kernel.disabled():
+        (fast, fast_grads), (slow, slow_grads) = both_paths(model, periodic_graph(), True)
+    assert relative_error(fast, slow) < 1e-12
+    assert all(relative_error(fast_grads[k], g) < 1e-10 or g.norm() == 0 for k, g in slow_grads.items())
+
+
 def test_without_a_compiler_the_torch_path_runs(monkeypatch):
     import torch.utils.cpp_extension
 

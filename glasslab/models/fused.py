@@ -227,12 +227,14 @@ class FusedPlan:
         return rows.index_select(0, self.weight_order.to(rows.device))
 
 
-def ends_in_relu(radial: torch.nn.Sequential) -> bool:
-    """Whether a radial MLP ends in Linear -> ReLU, as :func:`~glasslab.models.se3.radial_mlp` does."""
-    return len(radial) >= 2 and isinstance(radial[-2], torch.nn.Linear) and isinstance(radial[-1], torch.nn.ReLU)
+def ends_in_relu(radial: torch.nn.Module) -> bool:
+    """Whether a radial filter is a Sequential ending in Linear -> ReLU, as
+    :func:`~glasslab.models.se3.radial_mlp` is (a user may put any module there)."""
+    return (isinstance(radial, torch.nn.Sequential) and len(radial) >= 2 and isinstance(radial[-2], torch.nn.Linear)
+            and isinstance(radial[-1], torch.nn.ReLU))
 
 
-def radial_weights(radial: torch.nn.Sequential, edge_basis: torch.Tensor, order: torch.Tensor,
+def radial_weights(radial: torch.nn.Module, edge_basis: torch.Tensor, order: torch.Tensor,
                    activate: bool = True) -> torch.Tensor:
     """``radial(edge_basis)[:, order]`` (E, len(order)). For a radial MLP that ends in
     Linear -> ReLU the rows of the last Linear are permuted instead of the (E, n_out) output
