@@ -29,6 +29,7 @@ import platform
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 import torch
@@ -112,8 +113,8 @@ class KernelPlan:
 
     @classmethod
     def of(cls, plan) -> "KernelPlan":
-        x_offsets = dict(zip(plan.orders_in, _cumulative([0] + plan.block_widths)))
-        pair_offsets = _cumulative([0] + plan.pair_widths)   # of each pair in plan.weight_order: (pair, u, p)
+        x_offsets = dict(zip(plan.orders_in, accumulate(plan.block_widths, initial=0)))
+        pair_offsets = list(accumulate(plan.pair_widths, initial=0))   # of each pair in plan.weight_order: (pair, u, p)
         rows, local, order, pair_columns = [], [], [], []
         for k, l_in in enumerate(plan.orders_in):  # plan.pairs runs over l_I, then l_O, ascending
             pairs = [(pair, offset) for pair, offset in zip(plan.pairs, pair_offsets) if pair[0] == l_in]
@@ -143,14 +144,6 @@ class KernelPlan:
             forward += (2 * d_in + 2) * n
             backward += (4 * d_in + 3) * n
         return forward * edges, backward * edges
-
-
-def _cumulative(values):
-    total, out = 0, []
-    for v in values[:-1]:
-        total += v
-        out.append(total)
-    return out
 
 
 def usable(x: torch.Tensor, coupling) -> bool:
