@@ -216,6 +216,31 @@ def test_several_timescales_and_node_scalars():
         model(graph)
 
 
+def test_bapst_node_scalars():
+    """node_scalars F feeds F standardised per-particle inputs to the node encoder (F x h more
+    parameters): an affine change of the raw values changes nothing, their pattern does, each
+    snapshot of a batch is standardised on its own, and missing inputs are named in the error."""
+    assert count_parameters(BapstGNN(node_scalars=2)) - count_parameters(BapstGNN()) == 2 * 64
+    values = np.random.default_rng(0).normal(-7.0, 0.4, 100)
+    graph = periodic_graph(100, seed=3, node_scalars=values)
+    torch.manual_seed(0)
+    model = BapstGNN(hidden=8, n_steps=2, node_scalars=1, readout_norm=True).double().eval()
+    with torch.no_grad():
+        out = model(graph)
+        shifted = periodic_graph(100, seed=3, node_scalars=3.0 * values + 5.0)
+        assert torch.allclose(model(shifted), out, atol=1e-10)
+        permuted = periodic_graph(100, seed=3, node_scalars=values[::-1].copy())
+        assert (model(permuted) - out).abs().max() > 1e-3
+        other = periodic_graph(100, seed=4, node_scalars=10.0 * values)
+        batched = model(Batch.from_data_list([graph, other]))
+        assert torch.allclose(batched[:100], out, atol=1e-10) and torch.allclose(batched[100:], model(other), atol=1e-10)
+    del graph.node_scalars
+    with pytest.raises(ValueError, match="node_scalars"):
+        model(graph)
+    with pytest.raises(ValueError, match="node_scalars"):
+        BapstGNN(node_scalars=-1)
+
+
 def test_head_is_the_final_linear_layer():
     """``model.head`` (retrained alone in transfer learning) maps the last representation to the output."""
     graph = periodic_graph(100, seed=6, dtype=torch.float32)

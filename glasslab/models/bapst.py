@@ -85,8 +85,11 @@ class BapstGNN(nn.Module):
     """Bapst et al. (2020) graph network predicting per-particle propensity.
 
     - Inputs: the particle type as one scalar per node (0 = A, 1 = B) and the edge vector
-      ``edge_vec`` = x_j − x_i (3 numbers, σ_AA) per edge.
-    - Encoder: node MLP 1 → h → h and edge MLP 3 → h → h, ReLU after every layer.
+      ``edge_vec`` = x_j − x_i (3 numbers, σ_AA) per edge; optionally ``node_scalars`` more
+      per-particle inputs ``data.node_scalars`` (e.g. the inherent-structure energy, as the
+      SE3GNN's option of the same name), each standardised over its snapshot.
+    - Encoder: node MLP 1 → h → h (1 + F → h → h with F node scalars) and edge MLP 3 → h → h,
+      ReLU after every layer.
     - Core: one :class:`GraphNetworkBlock` applied ``n_steps`` times with shared weights; before
       each step the current node and edge features are concatenated with the encoded ones
       (skip connection), so the block sees 2h-wide inputs: edge MLP 6h → h → h, node MLP
@@ -187,23 +190,28 @@ class BapstGNN(nn.Module):
             input (0: none, the original; 32 in glasslab's recipe): 3 + n inputs, n × h more
             parameters. See "Edge representation" above.
         cutoff: the graph cutoff r_c in σ_AA (2.0), the span [0, r_c] of the Gaussians' centres.
+        node_scalars: number F of extra per-particle inputs read from ``data.node_scalars`` (0, the
+            original), standardised over each snapshot (zero mean, unit variance: raw inherent-structure
+            energies are ≈ −7 ε for every particle, a common offset the ReLU encoder would have to
+            learn away) and fed to the node encoder next to the type: F × h more parameters.
     """
 
     INITS = ("deepmind", "pytorch")
 
     def __init__(self, hidden: int = 64, n_steps: int = 7, out_dim: int = 1, init: str = "deepmind",
                  message_scale: float = 1.0, readout_norm: bool = False, core_norm: bool = False,
-                 edge_length: bool = False, radial_basis: int = 0, cutoff: float = 2.0):
+                 edge_length: bool = False, radial_basis: int = 0, cutoff: float = 2.0, node_scalars: int = 0):
         super().__init__()
-        if n_steps < 0:
-            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+        if n_steps < 0 or node_scalars < 0:
+            raise ValueError(f"need n_steps >= 0 and node_scalars >= 0, got {n_steps}, {node_scalars}")
         if init not in self.INITS:
             raise ValueError(f"unknown init {init!r}; choose from {self.INITS}")
         self.init = init
         self.readout_norm = readout_norm
         self.core_norm = core_norm
         self.n_steps = n_steps
-        self.node_encoder = mlp([1, hidden, hidden], activate_final=True)
+        self.node_scalars = node_scalars
+        self.node_encoder = mlp([1 + node_scalars, hidden, hidden], activate_final=True)
         self.edge_length = edge_length
         if radial_basis < 0 or cutoff <= 0:
             raise ValueError(f"need radial_basis >= 0 and cutoff > 0, got {radial_basis}, {cutoff}")
@@ -233,9 +241,22 @@ class BapstGNN(nn.Module):
                 variance_scaling_(module.weight, 1.0, module.in_features)
                 variance_scaling_(module.bias, 0.1, module.out_features)
 
+    def node_input(self, data) -> torch.Tensor:
+        """The node encoder's input (N, 1 + node_scalars): the type, then the standardised ``data.node_scalars``."""
+        types = data.types.to(data.edge_vec.dtype)[:, None]
+        if not self.node_scalars:
+            return types
+        scalars = getattr(data, "node_scalars", None)
+        if scalars is None or scalars.shape != (types.shape[0], self.node_scalars):
+            got = None if scalars is None else tuple(scalars.shape)
+            raise ValueError(f"BapstGNN(node_scalars={self.node_scalars}) needs data.node_scalars of shape "
+                             f"({types.shape[0]}, {self.node_scalars}), got {got}")
+        scalars = standardise_per_graph(scalars.to(types.dtype), getattr(data, "batch", None))
+        return torch.cat([types, scalars], dim=-1)
+
     def forward(self, data) -> torch.Tensor:
         """Predictions (num_nodes, K) for a PyG ``Data`` or ``Batch`` from :func:`glasslab.graph.build_graph`."""
-        encoded_nodes = self.node_encoder(data.types.to(data.edge_vec.dtype)[:, None])
+        encoded_nodes = self.node_encoder(self.node_input(data))
         edge_input = data.edge_vec
         if self.edge_length:
             edge_input = torch.cat([edge_input, torch.linalg.vector_norm(edge_input, dim=-1, keepdim=True)], dim=-1)
