@@ -13,6 +13,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
@@ -44,6 +45,11 @@ class GraphNetworkBlock(MessagePassing):
     the *updated* features of the edges received by i (PyG's :meth:`propagate` with the updated
     edges as messages). ``φ_e`` and ``φ_v`` are ReLU MLPs with a ReLU on their output.
 
+    The first layer of ``φ_e`` is linear in its concatenated input, ``W [e, v_i, v_j] + b =
+    W_e e + W_r v_i + W_s v_j + b``, so the node parts are projected once per node and then
+    gathered onto the edges, instead of being gathered (E ≈ 40 N rows) and projected per edge:
+    the same weights and numbers, 2.3x fewer multiply-adds per step (``benchmarks/bench_models.py``).
+
     Args:
         node_dim: width of the input node features.
         edge_dim: width of the input edge features.
@@ -61,21 +67,26 @@ class GraphNetworkBlock(MessagePassing):
     def __init__(self, node_dim: int, edge_dim: int, hidden: int, message_scale: float = 1.0):
         super().__init__(aggr="sum", node_dim=0)
         self.message_scale = message_scale
+        self.node_width, self.edge_width = node_dim, edge_dim
         self.edge_mlp = mlp([edge_dim + 2 * node_dim, hidden, hidden], activate_final=True)
         self.node_mlp = mlp([hidden + node_dim, hidden, hidden], activate_final=True)
 
     def forward(self, nodes: torch.Tensor, edges: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the updated (N, hidden) nodes and (E, hidden) edges."""
         size = (nodes.shape[0], nodes.shape[0])
-        edges = self.edge_updater(edge_index, x=nodes, edge_attr=edges, size=size)
+        _, w_receiver, w_sender = self.edge_mlp[0].weight.split([self.edge_width, self.node_width, self.node_width], dim=1)
+        edges = self.edge_updater(edge_index, receiver=nodes @ w_receiver.T, sender=nodes @ w_sender.T, edge_attr=edges, size=size)
         received = self.propagate(edge_index, edge_attr=edges, size=size)
         if self.message_scale != 1.0:
             received = received * self.message_scale
         nodes = self.node_mlp(torch.cat([received, nodes], dim=-1))
         return nodes, edges
 
-    def edge_update(self, edge_attr: torch.Tensor, x_i: torch.Tensor, x_j: torch.Tensor) -> torch.Tensor:
-        return self.edge_mlp(torch.cat([edge_attr, x_i, x_j], dim=-1))
+    def edge_update(self, edge_attr: torch.Tensor, receiver_i: torch.Tensor, sender_j: torch.Tensor) -> torch.Tensor:
+        """``φ_e([e_ij, v_i, v_j])`` from the edge features (E, F_edge) and the node parts of its first
+        layer, ``W_r v_i`` and ``W_s v_j`` (E, h each), already projected per node."""
+        first, rest = self.edge_mlp[0], self.edge_mlp[1:]
+        return rest(F.linear(edge_attr, first.weight[:, :self.edge_width], first.bias) + receiver_i + sender_j)
 
     def message(self, edge_attr: torch.Tensor) -> torch.Tensor:
         return edge_attr
