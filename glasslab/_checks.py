@@ -181,6 +181,11 @@ def train_config(cfg, models=None, monitors=None) -> None:
             raise ValueError(f"node_scalars must be a list of names among {list(node_scalars)}, got {cfg.node_scalars!r}")
         for s in cfg.node_scalars:
             choice(s, "node_scalars entry", node_scalars)
+        inputs = cfg.model_kwargs.get("node_scalars", 0) if isinstance(getattr(cfg, "model_kwargs", None), dict) else 0
+        if inputs != len(cfg.node_scalars):
+            raise ValueError(f"node_scalars = {list(cfg.node_scalars)} reads {len(cfg.node_scalars)} extra node input(s) but "
+                             f"model_kwargs.node_scalars = {inputs} builds the model for {inputs}: set "
+                             f"model_kwargs.node_scalars = {len(cfg.node_scalars)}")
     if has("cutoff"):
         cfg.cutoff = number(cfg.cutoff, "cutoff", minimum=0)
     if has("split"):

@@ -338,6 +338,8 @@ def _toml(tmp_path, text, name="c.toml"):
     ("timescales = [0, 0]\n", "timescales must not repeat"),
     ('positions = "inherant"\n', "did you mean 'inherent'"),
     ('node_scalars = ["epot"]\n', "did you mean 'epot_is'"),
+    ('node_scalars = ["epot_is"]\n', "model_kwargs.node_scalars = 0 builds the model for 0: set model_kwargs.node_scalars = 1"),
+    ("[model_kwargs]\nnode_scalars = 1\n", "node_scalars = [] reads 0 extra node input(s)"),
     ("cutoff = 0\n", "cutoff must be positive"),
     ("seed = -1\n", "seed must be >= 0"),
     ("batch_size = 0\n", "batch_size must be >= 1"),
