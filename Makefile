@@ -5,6 +5,7 @@
 #   make test        unit tests + every notebook through nbval
 #   make lab         JupyterLab on the same environment
 #   make check-book  a small book (chapter 8 and a rendering sample) built and checked in headless Chromium
+#   make test-pythons the unit tests under each interpreter of PYTHONS, each in its own .venv-X.Y
 # All create .venv when missing. torch: the CPU build by default on Linux (PyTorch's CPU wheel index,
 # or the default index when that one cannot be reached, e.g. offline mirrors);
 # CUDA users: make book TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 (or install the torch
@@ -23,7 +24,7 @@ CONSTRAINTS ?=
 STAMP := $(VENV)/.glasslab-installed
 NOTEBOOK_TIMEOUT ?= 600
 
-.PHONY: setup book book-full book-config check-book test unit notebooks lab bench clean
+.PHONY: setup book book-full book-config check-book test unit test-pythons notebooks lab bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +63,14 @@ test: unit notebooks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# e.g. make test-pythons PYTHONS="python3.11 ~/.pyenv/versions/3.13.0/bin/python3.13"
+PYTHONS ?= python3.13
+test-pythons:
+	@for p in $(PYTHONS); do \
+		v=$$($$p -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1; \
+		$(MAKE) unit PYTHON=$$p VENV=.venv-$$v || exit 1; \
+	done
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=$(NOTEBOOK_TIMEOUT) -p no:cacheprovider --ignore=book/_build book/
