@@ -9,7 +9,9 @@ over time, a long line, a folded solution) into a temporary folder with the book
   code and output sit in one closed ``<details>`` dropdown, and long lines wrap (no clipping);
 - no cell output shows the absolute path of this machine's clone or home folder;
 - a spherical harmonic drawn by ``glasslab.viz.widgets.spherical_harmonic_view`` shows red
-  (positive) and blue (negative) lobes that fill most of the canvas (pixels of a screenshot).
+  (positive) and blue (negative) lobes that fill most of the canvas (pixels of a screenshot);
+- the periodic box of a shipped snapshot drawn by ``glasslab.viz.widgets.box_view`` covers most of
+  its canvas.
 
 3Dmol.js comes from a CDN; offline, give a local copy with ``--3dmol-js PATH`` (or
 ``$GLASSLAB_3DMOL_JS``; e.g. ``npm pack 3dmol`` and its ``build/3Dmol-min.js``). Screenshots are
@@ -124,22 +126,27 @@ def check_paths(html: Path, failures: list[str]) -> None:
                     break
 
 
+def screenshot(view, out: Path, name: str, js: Path | None):
+    """RGB pixels (H, W, 3) of a view rendered alone in headless Chromium, or None."""
+    from matplotlib.image import imread
+
+    page = out / f"{name}.html"
+    html = f"<!DOCTYPE html><html><body style='margin:0;background:white'>{view.html()}</body></html>"
+    page.write_text(CDN.sub(js.resolve().as_uri(), html) if js else html)
+    png = out / f"{name}.png"
+    browse(page.as_uri(), f"--screenshot={png}", size=view.size)
+    return imread(png)[..., :3] if png.exists() else None
+
+
 def check_spherical_harmonic(out: Path, js: Path | None, failures: list[str]) -> None:
     import numpy as np
-    from matplotlib.image import imread
 
     from glasslab.viz import widgets
 
-    view = widgets.spherical_harmonic_view(3, 2, width=400, height=400)
-    page = out / "sh_view.html"
-    html = f"<!DOCTYPE html><html><body style='margin:0;background:white'>{view.html()}</body></html>"
-    page.write_text(CDN.sub(js.resolve().as_uri(), html) if js else html)
-    png = out / "sh_view.png"
-    browse(page.as_uri(), f"--screenshot={png}", size=(400, 400))
-    if not png.exists():
+    rgb = screenshot(widgets.spherical_harmonic_view(3, 2, width=400, height=400), out, "sh_view", js)
+    if rgb is None:
         failures.append("spherical harmonic: no screenshot")
         return
-    rgb = imread(png)[..., :3]
     red = (rgb[..., 0] > 0.5) & (rgb[..., 1] < 0.35) & (rgb[..., 2] < 0.35)
     blue = (rgb[..., 2] > 0.45) & (rgb[..., 0] < 0.35)
     drawn = rgb.sum(axis=2) < 2.9
@@ -153,6 +160,21 @@ def check_spherical_harmonic(out: Path, js: Path | None, failures: list[str]) ->
         failures.append(f"spherical harmonic: the shape spans only {extent:.0%} of the canvas (not zoomed to fit)")
 
 
+def check_box_view(out: Path, js: Path | None, failures: list[str]) -> None:
+    from glasslab import data_dir, io
+    from glasslab.viz import widgets
+
+    snapshot = io.read_h5(data_dir() / "ka3d_T0.64.h5", indices=[0])[0]
+    rgb = screenshot(widgets.box_view(snapshot.positions, snapshot.types, snapshot.box), out, "box_view", js)
+    if rgb is None:
+        failures.append("box view: no screenshot")
+        return
+    drawn = (rgb.sum(axis=2) < 2.9).mean()
+    print(f"box view of a shipped snapshot: particles and edges cover {drawn:.0%} of the canvas")
+    if drawn < 0.6:
+        failures.append(f"box view: the box covers only {drawn:.0%} of the canvas (not zoomed to fit)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chapters", nargs="*", default=["08_spherical_harmonics"])
@@ -163,6 +185,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     check_spherical_harmonic(out, args.js, failures)
+    check_box_view(out, args.js, failures)
     html = build(out, args.chapters)
     localise_3dmol(html, args.js)
     check_sample(html, out, failures)

@@ -227,6 +227,17 @@ def _add_box_edges(view, box) -> None:
                                   "radius": 0.03, "color": EDGE_COLOUR})
 
 
+BOX_ZOOM = 1.3
+"""Zoom after ``zoomTo``: 3Dmol fits the sphere around the box, so a cube seen face-on fills only
+64 % of the canvas's width; 1.3 brings it to about 83 % (checked in a headless screenshot by
+``tests/check_book_render.py``)."""
+
+
+def _zoom_to_box(view) -> None:
+    view.zoomTo()
+    view.zoom(BOX_ZOOM)
+
+
 def particle_radii(types, scale: float = 1.0) -> np.ndarray:
     """Sphere radii ``scale × σ_αα / 2`` (A: 0.5, B: 0.44 at scale 1), shape (N,)."""
     return scale * 0.5 * np.diag(ka.SIGMA)[np.asarray(types)]
@@ -383,7 +394,7 @@ def box_view(positions, types, box, values=None, cmap: str = "coolwarm", label: 
     if highlight is not None:
         title += f"; {'lowest' if lowest else 'highest'} {highlight:.0%} opaque"
     _add_legend(view, title, entries)
-    view.zoomTo()
+    _zoom_to_box(view)
     view.scene = Scene(shown, wrapped[shown], [colours[k] for k in shown],
                        particle_radii(types[shown], scale), 0, name, faded=faded)
     return view
@@ -425,7 +436,7 @@ def trajectory_view(frames, types, box, values=None, cmap: str = "coolwarm", lab
     _add_box_edges(view, box)
     _add_particles(view, drawn, types, colours, radii)
     _add_legend(view, f"{len(pos)} particles, {len(traj)} frames, colour: {name}", entries)
-    view.zoomTo()
+    _zoom_to_box(view)
     view.animate({"loop": "forward", "interval": int(interval)})
     view.scene = Scene(np.arange(len(pos)), drawn[0], colours, radii, 0, name, frames=len(traj))
     return view
