@@ -90,7 +90,7 @@ def _download(name: str, progress: bool = False) -> Path:
 
 
 def fetch_all(progress: bool = False) -> Path:
-    """Every registered file (about 56 MB) downloaded into :func:`download_dir` if missing; returns it."""
+    """Every registered file (about 61 MB) downloaded into :func:`download_dir` if missing; returns it."""
     for name in registry():
         if not (download_dir() / name).is_file():
             _download(name, progress)

@@ -19,7 +19,7 @@ def data_dir(download: bool = True) -> Path:
     The first of: ``$GLASSLAB_DATA``; the ``data/`` folder of the clone glasslab is installed from
     (``pip install -e .``, the Colab set-up cell); ``./data`` when it holds glasslab's files; the
     download cache ``~/.cache/glasslab/data`` (see :mod:`glasslab.data`). With ``download`` (the
-    default) and none of these, the shipped files (about 56 MB) are downloaded into that cache
+    default) and none of these, the shipped files (about 61 MB) are downloaded into that cache
     once, with their SHA-256 checked; otherwise ``FileNotFoundError``.
     """
     env = os.environ.get("GLASSLAB_DATA")
@@ -34,7 +34,7 @@ def data_dir(download: bool = True) -> Path:
     if all((cached / name).is_file() for name in data.registry()):
         return cached
     if download:
-        print(f"glasslab: downloading the shipped data (about 56 MB, once) into {cached}", file=sys.stderr)
+        print(f"glasslab: downloading the shipped data (about 61 MB, once) into {cached}", file=sys.stderr)
         return data.fetch_all()
     raise FileNotFoundError(
         "glasslab's data folder was not found: work in a clone of the repository, set GLASSLAB_DATA "
