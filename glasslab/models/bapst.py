@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
-from glasslab.models.blocks import mlp
+from glasslab.models.blocks import mlp, node_scalars_of
 
 # Standard deviation of a unit normal truncated to [-2, 2] (scipy.stats.truncnorm(-2, 2).std()):
 # TensorFlow's variance-scaling initialiser divides by it so that the *truncated* draw has the
@@ -258,11 +258,7 @@ class BapstGNN(nn.Module):
         types = data.types.to(data.edge_vec.dtype)[:, None]
         if not self.node_scalars:
             return types
-        scalars = getattr(data, "node_scalars", None)
-        if scalars is None or scalars.shape != (types.shape[0], self.node_scalars):
-            got = None if scalars is None else tuple(scalars.shape)
-            raise ValueError(f"BapstGNN(node_scalars={self.node_scalars}) needs data.node_scalars of shape "
-                             f"({types.shape[0]}, {self.node_scalars}), got {got}")
+        scalars = node_scalars_of(data, self.node_scalars, "BapstGNN")
         scalars = standardise_per_graph(scalars.to(types.dtype), getattr(data, "batch", None))
         return torch.cat([types, scalars], dim=-1)
 

@@ -1,4 +1,4 @@
-"""Pieces shared by the models: an MLP builder, the Bessel radial basis, parameter counting."""
+"""Pieces shared by the models: an MLP builder, the Bessel radial basis, extra node inputs, parameter counting."""
 
 from __future__ import annotations
 
@@ -56,6 +56,17 @@ class BesselBasis(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_basis={self.n_basis}, cutoff={self.cutoff}"
+
+
+def node_scalars_of(data, count: int, model: str) -> torch.Tensor:
+    """``data.node_scalars`` (N, count), the extra per-particle inputs of a model built for ``count``
+    of them; a ValueError naming ``model`` when they are missing or of another shape."""
+    n = data.num_nodes
+    scalars = getattr(data, "node_scalars", None)
+    if scalars is None or scalars.shape != (n, count):
+        got = None if scalars is None else tuple(scalars.shape)
+        raise ValueError(f"{model}(node_scalars={count}) needs data.node_scalars of shape ({n}, {count}), got {got}")
+    return scalars
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -14,7 +14,7 @@ from e3nn import o3
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
-from glasslab.models.blocks import BesselBasis
+from glasslab.models.blocks import BesselBasis, node_scalars_of
 from glasslab.models.fused import EdgeGeometry, FusedPlan, GeometryCache, build_coupling, edge_vec_key, fused_convolution
 from glasslab.models.fused_kernel import edge_order
 from glasslab.models.tensor_product import ChannelwiseTensorProduct
@@ -274,13 +274,7 @@ class SE3GNN(nn.Module):
             raise ValueError(f"data.x must hold a one-hot of {self.num_types} types, got width {data.x.shape[-1]}")
         if not self.node_scalars:
             return data.x
-        scalars = getattr(data, "node_scalars", None)
-        if scalars is None or scalars.shape != (data.x.shape[0], self.node_scalars):
-            got = None if scalars is None else tuple(scalars.shape)
-            raise ValueError(
-                f"SE3GNN(node_scalars={self.node_scalars}) needs data.node_scalars of shape "
-                f"({data.x.shape[0]}, {self.node_scalars}), got {got}"
-            )
+        scalars = node_scalars_of(data, self.node_scalars, "SE3GNN")
         return torch.cat([data.x, scalars.to(data.x.dtype)], dim=-1)
 
     def features(self, data) -> list[torch.Tensor]:

@@ -229,7 +229,7 @@ def _add_box_edges(view, box) -> None:
 
 BOX_ZOOM = 1.3
 """Zoom after ``zoomTo``: 3Dmol fits the sphere around the box, so a cube seen face-on fills only
-64 % of the canvas's width; 1.3 brings it to about 83 % (checked in a headless screenshot by
+64 % of the canvas's width; 1.3 brings it to 86 % (checked in a headless screenshot by
 ``tests/check_book_render.py``)."""
 
 
