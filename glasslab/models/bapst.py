@@ -153,18 +153,18 @@ class BapstGNN(nn.Module):
     predictions correlating −0.9 with the neighbour count within r_c (whose own ρ is 0.18).
 
     Edge representation (the cause of that plateau, measured): the edge encoder sees the raw
-    vector x_j − x_i, and its first layer's ReLU planes ``w·x + b = 0`` pass within |b|/|w| ≈ 0.03
+    vector x_j − x_i, and its first layer's ReLU planes ``w·x + b = 0`` pass within ``|b|/|w|`` ≈ 0.03
     σ of the origin (biases of std 0.04 against weight rows of norm ≈ 1), while edges are 0.77 – 2 σ
     long. A ReLU MLP with (near) zero biases is positively homogeneous, e(λx) = λ e(x): every encoded
     edge is its length times a function of its direction, and no feature can pick out a shell of
     neighbours (structure ~0.1 σ wide). Training does not undo this: after 4 epochs the median
-    |b|/|w| is still 0.031 σ (no plane beyond 0.5 σ), e(1.5 x) = 1.5 e(x) within 4 % on edges of
+    ``|b|/|w|`` is still 0.031 σ (no plane beyond 0.5 σ), e(1.5 x) = 1.5 e(x) within 4 % on edges of
     0.9 – 1.3 σ, and a quadratic in r explains all but 2·10⁻⁷ of the variance (r in [0.77, 2]) of
     the encoder's direction-averaged response. The summed messages therefore carry the neighbour
     count and distances weighted linearly, and the network cannot even fit one snapshot (150
     steps on one snapshot, no augmentation: training loss 0.84; with ``radial_basis = 32``, 0.58).
 
-    ``radial_basis`` = n adds n fixed Gaussians of the length |x_j − x_i| (:class:`GaussianBasis`,
+    ``radial_basis`` = n adds n fixed Gaussians of the length ``|x_j − x_i|`` (:class:`GaussianBasis`,
     centres every 0.065 σ for n = 32 on [0, 2]) to the encoder's input, next to the raw vector, as
     the SE3GNN expands lengths in a Bessel basis (a departure from the original, whose encoder must
     build lengths from the vector). Controlled runs (33 training snapshots, glasslab recipe, 4

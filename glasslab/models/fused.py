@@ -5,7 +5,7 @@ Clebsch–Gordan product of the neighbour's features with the edge's spherical h
 weighted per edge by a radial MLP, sums over neighbours, and mixes channels with an
 ``o3.Linear``. Everything in it that depends only on the geometry — the spherical harmonics
 Y(â_ij), their coupling with every input irrep through the CG coefficients, and the Bessel basis
-B(|a_ij|) — is the same in all layers and, because positions do not change while a model trains,
+``B(|a_ij|)`` — is the same in all layers and, because positions do not change while a model trains,
 in every epoch. :class:`EdgeGeometry` holds it, once per snapshot; :func:`fused_convolution`
 evaluates a layer with it:
 
@@ -65,7 +65,7 @@ class EdgeGeometry:
 
     Attributes:
         edge_sh: (E, irreps_sh.dim) spherical harmonics Y(â_ij) (e3nn ``"component"``).
-        edge_basis: (E, n_basis) Bessel basis B(|a_ij|).
+        edge_basis: (E, n_basis) Bessel basis ``B(|a_ij|)``.
         coupling: ``{l_I: G}`` with G of shape (E, 2l_I+1, R), columns ordered (l_O, m, p), l_O
             ascending, p over :func:`coupled_orders` (l_I, l_O):
             ``G[e, a, (l_O, m, p)] = Σ_b edge_sh[e, b] · C^{(l_I, l_F^p, l_O)}[a, b, m]``.
