@@ -135,7 +135,8 @@ def counted_flops(model: torch.nn.Module, graph) -> float:
         model(graph).square().mean().backward()
     kernel = 0
     if isinstance(model, SE3GNN) and model.fused and any(e.key == "_BlockSums" for e in prof.key_averages()):
-        kernel = sum(sum(conv.plan.kernel.flops(graph.num_edges)) for conv in model.convolutions)
+        kernel = sum(sum(conv.plan.kernel.flops(graph.num_edges, conv.radial[-2].in_features))
+                     for conv in model.convolutions)
     return float(sum(event.flops for event in prof.key_averages())) + kernel
 
 

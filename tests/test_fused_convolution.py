@@ -81,7 +81,8 @@ def test_kernel_is_built_and_used():
 
 @needs_compiler
 def test_kernel_gradients_match_finite_differences():
-    """gradcheck of the kernel alone in float64, with radial weights on both sides of the ReLU."""
+    """gradcheck of the kernel alone in float64 — features, the radial MLP's hidden features and its
+    last Linear (applied in the kernel) — with radial weights on both sides of the final ReLU."""
     model = model64(2)
     graph = periodic_graph(seed=4)
     conv = model.convolutions[1]
@@ -91,14 +92,21 @@ def test_kernel_gradients_match_finite_differences():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(graph.num_nodes, conv.plan.node_order.numel(), generator=generator, dtype=torch.float64,
                     requires_grad=True)
-    before_relu = torch.randn(graph.num_edges, conv.plan.weight_order.numel(), generator=generator, dtype=torch.float64)
-    before_relu = (before_relu + 0.1 * before_relu.sign()).requires_grad_(True)  # no value at the kink
-
-    def sums(x, w):
-        return tuple(fused_kernel.pair_sums(x, w, coupling, order, conv.plan.kernel))
-
+    # hidden features ±1, integer weights and a bias of 1/2: every weight before the ReLU is an
+    # integer + 1/2, half a unit away from the kink that finite differences must not cross
+    n_out = conv.plan.weight_order.numel()
+    hidden = (torch.randint(0, 2, (graph.num_edges, 5), generator=generator) * 2 - 1).double().requires_grad_(True)
+    weight = torch.randint(-3, 4, (n_out, 5), generator=generator).double().requires_grad_(True)
+    bias = torch.full((n_out,), 0.5, dtype=torch.float64, requires_grad=True)
+    before_relu = hidden.detach() @ weight.detach().T + 0.5
     assert (before_relu < 0).any() and (before_relu > 0).any()
-    assert torch.autograd.gradcheck(sums, (x, before_relu), eps=1e-6, atol=1e-7, fast_mode=True)
+
+    def sums(x, hidden, weight, bias):
+        return tuple(fused_kernel.pair_sums(x, hidden, weight, bias, coupling, order, conv.plan.kernel))
+
+    assert torch.autograd.gradcheck(sums, (x, hidden, weight, bias), eps=1e-6, atol=1e-7, fast_mode=True)
+    without_bias, zero_bias = sums(x, hidden, weight, None), sums(x, hidden, weight, torch.zeros_like(bias))
+    assert all(torch.equal(a, b) for a, b in zip(without_bias, zero_bias))
 
 
 @needs_compiler

@@ -443,3 +443,19 @@ def test_channelwise_tensor_product_equals_e3nn(lmax):
         grads_ref = torch.autograd.grad((out_ref * probe).sum(), (x, y, w))
         for a, b in zip(grads_fast, grads_ref):
             assert relative_error(a, b) < 1e-12
+
+
+def test_dropout_keeps_each_value_with_probability_one_minus_p():
+    from glasslab.models.blocks import Dropout, has_active_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    layer = Dropout(0.3).train()
+    out = layer(x)
+    kept = out != 0
+    assert abs(kept.double().mean().item() - 0.7) < 0.005
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.7))
+    assert abs(out.mean().item() - 1.0) < 0.01
+    assert torch.equal(layer.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+    assert has_active_dropout(SE3GNN(lmax=0)) and not has_active_dropout(SE3GNN(lmax=0, dropout=0.0))

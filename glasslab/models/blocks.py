@@ -1,4 +1,4 @@
-"""Pieces shared by the models: an MLP builder, the Bessel radial basis, extra node inputs, parameter counting."""
+"""Pieces shared by the models: an MLP builder, the Bessel radial basis, dropout, extra node inputs, parameter counting."""
 
 from __future__ import annotations
 
@@ -72,6 +72,23 @@ def node_scalars_of(data, count: int, model: str) -> torch.Tensor:
 def count_parameters(module: nn.Module) -> int:
     """Number of learnable scalars in ``module`` (buffers such as batch-norm statistics excluded)."""
     return sum(p.numel() for p in module.parameters())
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with its keep-mask drawn by ``torch.rand_like`` instead of ``bernoulli_``:
+    the same distribution (each value kept with probability 1 − p, kept values scaled by
+    1 / (1 − p)), a different random stream. Why: on a CPU torch's ``bernoulli_`` took 7.9 ms for
+    the (E = 40 392, 16) radial features of a N = 1000 snapshot, ``rand_like`` and a comparison
+    3.0 ms (one thread, measured on the machine that built glasslab); the paper's SE3GNN applies
+    dropout in each of its 8 radial MLPs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p >= 1:
+            return x * 0
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype).div_(1 - self.p)
+        return x * keep
 
 
 def has_active_dropout(module: nn.Module) -> bool:

@@ -234,24 +234,24 @@ def ends_in_relu(radial: torch.nn.Module) -> bool:
             and isinstance(radial[-1], torch.nn.ReLU))
 
 
-def radial_weights(radial: torch.nn.Module, edge_basis: torch.Tensor, order: torch.Tensor,
-                   activate: bool = True) -> torch.Tensor:
+def radial_hidden(radial: torch.nn.Sequential, edge_basis: torch.Tensor) -> torch.Tensor:
+    """The features a radial MLP that ends in Linear -> ReLU (:func:`ends_in_relu`) feeds into its
+    last Linear: (E, hidden)."""
+    hidden = edge_basis
+    for module in radial[:-2]:
+        hidden = module(hidden)
+    return hidden
+
+
+def radial_weights(radial: torch.nn.Module, edge_basis: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """``radial(edge_basis)[:, order]`` (E, len(order)). For a radial MLP that ends in
     Linear -> ReLU the rows of the last Linear are permuted instead of the (E, n_out) output
-    (no gather of E × n_out values, no scatter-add in the backward); ``activate=False`` then
-    returns the values before that ReLU (the kernel of :mod:`~glasslab.models.fused_kernel`
-    applies it)."""
+    (no gather of E × n_out values, no scatter-add in the backward)."""
     if not ends_in_relu(radial):
-        if not activate:
-            raise ValueError("activate=False needs a radial MLP that ends in Linear -> ReLU")
         return radial(edge_basis).index_select(1, order)
-    *body, last, _ = radial
-    hidden = edge_basis
-    for module in body:
-        hidden = module(hidden)
+    last = radial[-2]
     bias = None if last.bias is None else last.bias.index_select(0, order)
-    weights = torch.nn.functional.linear(hidden, last.weight.index_select(0, order), bias)
-    return torch.relu(weights) if activate else weights
+    return torch.relu(torch.nn.functional.linear(radial_hidden(radial, edge_basis), last.weight.index_select(0, order), bias))
 
 
 def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry: EdgeGeometry,
@@ -272,8 +272,9 @@ def fused_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, geometry:
     x = h.index_select(1, plan.node_order.to(h.device))                                 # (N, D): per l_I, (u, a)
     coupling = [geometry.coupling[l] for l in plan.orders_in]
     if order is not None and ends_in_relu(conv.radial) and fused_kernel.usable(x, coupling):
-        before_relu = radial_weights(conv.radial, geometry.edge_basis, plan.kernel.weight_order.to(h.device), activate=False)
-        sums = fused_kernel.pair_sums(x, before_relu, coupling, order, plan.kernel)
+        hidden = radial_hidden(conv.radial, geometry.edge_basis)                         # (E, H)
+        last = conv.radial[-2]
+        sums = fused_kernel.pair_sums(x, hidden, last.weight, last.bias, coupling, order, plan.kernel)
     else:
         weights = radial_weights(conv.radial, geometry.edge_basis, weight_order)      # (E, weight_numel), (pair, u, p)
         sums = pair_sums(x, weights, edge_index, geometry, plan)

@@ -8,8 +8,10 @@ the per-centre sums, computing
 
     S_k[i, m, u, p] = Σ_{e: centre(e) = i} ReLU(w[e, u, p]) Σ_a x[j(e), u, a] G[e, a, (m, p)]
 
-for every pair k = (l_I, l_O), and their gradients with respect to x and w; it also applies the
-radial MLP's final ReLU to w (one pass over the E × W weights less). Why hand-written: no
+for every pair k = (l_I, l_O), and their gradients. It also applies the radial MLP's last
+``Linear`` and its final ReLU per edge, w[e] = ReLU(b + A h[e]) from the MLP's hidden features h
+(E, 16): the E × W radial weights (W = 144 per hidden layer at lmax = 3) are never written, nor their
+gradient; the gradients of A and b are summed per thread in the kernel. Why hand-written: no
 library offers a channel-wise ("uvu") contraction with a *precomputed* per-edge coupling block
 on the CPU (cuEquivariance's kernels are CUDA-only and recompute the CG product with Y).
 
@@ -133,16 +135,21 @@ class KernelPlan:
         weight_order = plan.weight_order.index_select(0, torch.tensor(order, dtype=torch.long))
         return cls(torch.tensor(rows, dtype=torch.int64), local, weight_order, pair_columns)
 
-    def flops(self, edges: int) -> tuple[int, int]:
-        """Floating-point operations of the kernel on ``edges`` edges (a multiply-add counts 2):
-        (forward, backward). Per block and edge, with n = U·R: forward (2 d_I + 2) n (the coupled
-        messages, then the weighted sum); backward (4 d_I + 3) n (the messages again, the weight
-        gradient, the weighted output gradient, the feature gradient)."""
+    def flops(self, edges: int, hidden: int) -> tuple[int, int]:
+        """Floating-point operations of the kernel on ``edges`` edges with a radial MLP of
+        ``hidden`` features before its last Linear (a multiply-add counts 2): (forward, backward).
+        Per block and edge, with n = U·R: forward (2 d_I + 2) n (the coupled messages, then the
+        weighted sum); backward (4 d_I + 3) n (the messages again, the weight gradient, the
+        weighted output gradient, the feature gradient). Per edge, the last Linear: forward 2 H W,
+        backward 6 H W + W (recomputed, then the hidden, weight and bias gradients)."""
         forward = backward = 0
         for _, n_channels, d_in, width, _, _ in self.table.tolist():
             n = n_channels * width
             forward += (2 * d_in + 2) * n
             backward += (4 * d_in + 3) * n
+        n_weights = self.weight_order.numel()
+        forward += 2 * hidden * n_weights
+        backward += 6 * hidden * n_weights + n_weights
         return forward * edges, backward * edges
 
 
@@ -166,32 +173,39 @@ def disabled():
 
 class _BlockSums(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weights, order, plan, *coupling):
-        ctx.save_for_backward(x, weights)
+    def forward(ctx, x, hidden, weight_t, bias, order, plan, *coupling):
+        ctx.save_for_backward(x, hidden, weight_t, bias)
         ctx.order, ctx.plan, ctx.coupling = order, plan, coupling
-        sums = load().forward(x, list(coupling), weights, order.centre_ptr, order.by_centre, order.neighbour,
-                              plan.table, plan.local)
+        sums = load().forward(x, list(coupling), hidden, weight_t, bias, order.centre_ptr, order.by_centre,
+                              order.neighbour, plan.table, plan.local)
         ctx.shapes = [s.shape for s in sums]
         return tuple(sums)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grad_sums):
-        x, weights = ctx.saved_tensors
+        x, hidden, weight_t, bias = ctx.saved_tensors
         grads = [x.new_zeros(shape) if g is None else g for g, shape in zip(grad_sums, ctx.shapes)]
         o, plan = ctx.order, ctx.plan
-        grad_x, grad_w = load().backward(grads, x, list(ctx.coupling), weights, o.centre_ptr, o.by_centre, o.neighbour,
-                                         plan.table, plan.local)
-        return (grad_x, grad_w, None, None) + (None,) * len(ctx.coupling)
+        grad_x, grad_hidden, grad_weight_t, grad_bias = load().backward(
+            grads, x, list(ctx.coupling), hidden, weight_t, bias, o.centre_ptr, o.by_centre, o.neighbour, plan.table,
+            plan.local)
+        return (grad_x, grad_hidden, grad_weight_t, grad_bias, None, None) + (None,) * len(ctx.coupling)
 
 
-def pair_sums(x: torch.Tensor, before_relu: torch.Tensor, coupling, order: EdgeOrder, plan: KernelPlan) -> list:
+def pair_sums(x: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, coupling,
+              order: EdgeOrder, plan: KernelPlan) -> list:
     """Per pair of the layer's plan, the radial-weighted CG-coupled messages summed over each
     centre's neighbours, (N, d_O, U·P) as :func:`glasslab.models.fused.pair_sums` returns them,
-    differentiable in ``x`` (N, D), the regrouped node features, and ``before_relu`` (E, W), the
-    reordered radial-MLP output before its final ReLU (applied here, with its gradient);
-    ``coupling`` is the list of coupling blocks in ``orders_in`` order."""
-    sums = _BlockSums.apply(x.contiguous(), before_relu.contiguous(), order, plan, *coupling)  # (N, U, R) per block
+    differentiable in ``x`` (N, D), the regrouped node features, ``hidden`` (E, H), the radial
+    MLP's features before its last Linear, and that Linear's ``weight`` (weight_numel, H) and
+    ``bias`` (weight_numel,) or None. The kernel applies the Linear and the final ReLU per edge (no
+    E × weight_numel tensor in either pass); ``coupling`` is the list of coupling blocks in
+    ``orders_in`` order."""
+    kernel_order = plan.weight_order.to(x.device)
+    weight_t = weight.index_select(0, kernel_order).t().contiguous()                       # (H, W), kernel order
+    bias = x.new_zeros(kernel_order.numel()) if bias is None else bias.index_select(0, kernel_order)
+    sums = _BlockSums.apply(x.contiguous(), hidden.contiguous(), weight_t, bias, order, plan, *coupling)  # (N, U, R)
     nodes = x.shape[0]
     return [sums[k][:, :, first:first + d_out * n_paths].reshape(nodes, -1, d_out, n_paths).transpose(1, 2)
             .reshape(nodes, d_out, -1) for k, first, d_out, n_paths in plan.pair_columns]

@@ -14,7 +14,7 @@ from e3nn import o3
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
-from glasslab.models.blocks import BesselBasis, node_scalars_of
+from glasslab.models.blocks import BesselBasis, Dropout, node_scalars_of
 from glasslab.models.fused import EdgeGeometry, FusedPlan, GeometryCache, build_coupling, edge_vec_key, fused_convolution
 from glasslab.models.fused_kernel import edge_order
 from glasslab.models.tensor_product import ChannelwiseTensorProduct
@@ -35,7 +35,7 @@ def radial_mlp(n_basis: int, hidden: int, n_out: int, dropout: float) -> nn.Sequ
         nn.Linear(n_basis, hidden),
         nn.ReLU(),
         nn.BatchNorm1d(hidden),
-        nn.Dropout(dropout),
+        Dropout(dropout),
         nn.Linear(hidden, n_out),
         nn.ReLU(),
     )
