@@ -25,8 +25,8 @@ Steps 1–2 written with torch ops (:func:`pair_sums`) write and re-read E × 65
 per-edge products per layer; on a CPU the compiled kernel of :mod:`glasslab.models.fused_kernel`
 does them per edge in registers instead. Measured on one shared CPU core
 (``benchmarks/bench_models.py``, N = 1000, lmax = 3, forward + backward, see
-``benchmarks/README.md``): with the kernel 4.5× faster than today's path and 7× faster than
-plain e3nn, with a sixth of the peak memory; with torch ops 1.5× and 2.4×.
+``benchmarks/README.md``): with the kernel 5.3× faster than today's path and 8.5× faster than
+plain e3nn, a step adding 138 MB of peak memory against 2.4 GB; with torch ops 1.5× and 2.4×.
 
 Why a hand-written contraction instead of e3nn's ``TensorProduct`` or a library kernel: the
 weights differ per edge *and* per channel ("uvu"), the geometry is fixed while the features
