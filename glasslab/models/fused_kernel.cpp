@@ -16,7 +16,9 @@
 #include <immintrin.h>
 #endif
 
+#include <array>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -304,14 +306,20 @@ inline void feature_gradient<float>(const float* __restrict__ g, const float* __
 // w[r] = b[r] + sum_k h[k] A[k, r], r < W: the radial MLP's last Linear for one edge (A is the
 // transposed weight, (H, W), so that each hidden feature scales one contiguous row)
 template <typename T>
-inline void last_linear(const T* __restrict__ h, const T* __restrict__ A, const T* __restrict__ b, int64_t H, int64_t W,
-                        T* __restrict__ w) {
+inline void last_linear_loops(const T* __restrict__ h, const T* __restrict__ A, const T* __restrict__ b, int64_t H,
+                              int64_t W, T* __restrict__ w) {
   for (int64_t r = 0; r < W; ++r) w[r] = b[r];
   for (int64_t k = 0; k < H; ++k) {
     const T hk = h[k];
     const T* __restrict__ row = A + k * W;
     for (int64_t r = 0; r < W; ++r) w[r] += hk * row[r];
   }
+}
+
+template <typename T>
+inline void last_linear(const T* __restrict__ h, const T* __restrict__ A, const T* __restrict__ b, int64_t H, int64_t W,
+                        T* __restrict__ w) {
+  last_linear_loops(h, A, b, H, W, w);
 }
 
 // The gradients through it for one edge, given gw = dS/dw (W,): gh[k] = sum_r A[k, r] gw[r] (At = A
@@ -356,28 +364,21 @@ inline void last_linear_registers(const float* __restrict__ h, const float* __re
   _mm512_mask_storeu_ps(w + 16 * (NR - 1), tail, acc[NR - 1]);
 }
 
+using LastLinear = void (*)(const float*, const float*, const float*, int64_t, int64_t, float*);
+
+template <size_t... NR>
+constexpr std::array<LastLinear, sizeof...(NR)> register_variants(std::index_sequence<NR...>) {
+  return {&last_linear_registers<NR + 1>...};
+}
+
 template <>
 inline void last_linear<float>(const float* __restrict__ h, const float* __restrict__ A, const float* __restrict__ b,
                                int64_t H, int64_t W, float* __restrict__ w) {
-  switch ((W + 15) / 16) {
-    case 1: return last_linear_registers<1>(h, A, b, H, W, w);
-    case 2: return last_linear_registers<2>(h, A, b, H, W, w);
-    case 3: return last_linear_registers<3>(h, A, b, H, W, w);
-    case 4: return last_linear_registers<4>(h, A, b, H, W, w);
-    case 5: return last_linear_registers<5>(h, A, b, H, W, w);
-    case 6: return last_linear_registers<6>(h, A, b, H, W, w);
-    case 7: return last_linear_registers<7>(h, A, b, H, W, w);
-    case 8: return last_linear_registers<8>(h, A, b, H, W, w);
-    case 9: return last_linear_registers<9>(h, A, b, H, W, w);
-    case 10: return last_linear_registers<10>(h, A, b, H, W, w);
-    case 11: return last_linear_registers<11>(h, A, b, H, W, w);
-    case 12: return last_linear_registers<12>(h, A, b, H, W, w);
-  }
-  for (int64_t r = 0; r < W; ++r) w[r] = b[r];
-  for (int64_t k = 0; k < H; ++k)
-    for (int64_t r = 0; r < W; ++r) w[r] += h[k] * A[k * W + r];
+  static constexpr auto variants = register_variants(std::make_index_sequence<12>{});
+  const int64_t registers = (W + 15) / 16;
+  if (registers >= 1 && registers <= 12) return variants[registers - 1](h, A, b, H, W, w);
+  last_linear_loops(h, A, b, H, W, w);
 }
-
 // With H <= 16 the hidden gradient is one register, summed over r in four accumulators.
 template <>
 inline void last_linear_backward<float>(const float* __restrict__ h, const float* __restrict__ At,

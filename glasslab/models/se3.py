@@ -15,6 +15,8 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 
 from glasslab.models.blocks import BesselBasis, Dropout, node_scalars_of
+from glasslab.models.cuequivariance import cuequivariance_convolution
+from glasslab.models.cuequivariance import require as require_cuequivariance
 from glasslab.models.fused import EdgeGeometry, FusedPlan, GeometryCache, build_coupling, edge_vec_key, fused_convolution
 from glasslab.models.fused_kernel import edge_order
 from glasslab.models.tensor_product import ChannelwiseTensorProduct
@@ -189,6 +191,10 @@ class SE3GNN(nn.Module):
         geometry_cache_bytes: budget of ``model.geometry_cache``, the per-snapshot geometry kept
             between calls, keyed on the content of ``edge_vec`` (≈ 120 MB for an N = 1000 snapshot
             at lmax = 3 in float32; 0 keeps none: geometry is then built once per forward).
+        cuequivariance: evaluate the convolutions with NVIDIA's cuEquivariance instead
+            (:mod:`glasslab.models.cuequivariance`; needs ``cuequivariance-torch``; meant for a GPU).
+            Same parameters, same outputs to round-off; an attribute, ``model.cuequivariance``,
+            that takes precedence over ``fused``.
     """
 
     def __init__(
@@ -205,6 +211,7 @@ class SE3GNN(nn.Module):
         num_types: int = 2,
         fused: bool = True,
         geometry_cache_bytes: int = 1 << 30,
+        cuequivariance: bool = False,
     ):
         super().__init__()
         if lmax < 0 or channels < 1 or n_layers < 1 or node_scalars < 0 or num_types < 1:
@@ -230,6 +237,9 @@ class SE3GNN(nn.Module):
         )
         self.head = nn.Linear(self.irreps_hidden.num_irreps, out_dim)
         self.fused = fused
+        if cuequivariance:
+            require_cuequivariance()
+        self.cuequivariance = cuequivariance
         self.geometry_cache = GeometryCache(geometry_cache_bytes)
         self._coupling_source = {}  # (l_I, l_F, l_O) -> (layer, instruction) whose coefficients the geometry uses
         for layer, conv in enumerate(self.convolutions):
@@ -281,25 +291,27 @@ class SE3GNN(nn.Module):
         """Hidden features after every layer: ``n_layers`` tensors (N, irreps_hidden.dim), each
         transforming under a rotation R as ``h @ irreps_hidden.D_from_matrix(R).T``."""
         node_input = self.node_input(data)
-        if self.fused:
-            geometry = self.edge_geometry(data.edge_vec)
-            order = edge_order(data.edge_index, node_input.shape[0])
-            first, *others = self.convolutions
-            h = self.batch_norms[0](first.fused(node_input, data.edge_index, geometry, order))
-            hidden = [h]
-            for conv, batch_norm in zip(others, self.batch_norms[1:]):
-                h = batch_norm(h + conv.fused(torch.cat([h, node_input], dim=-1), data.edge_index, geometry, order))
-                hidden.append(h)
-            return hidden
-        edge_sh = self.spherical_harmonics(data.edge_vec)
-        edge_basis = self.radial_basis(torch.linalg.vector_norm(data.edge_vec, dim=-1))
+        convolve = self._convolution(data)
         first, *others = self.convolutions
-        h = self.batch_norms[0](first(node_input, data.edge_index, edge_sh, edge_basis))
+        h = self.batch_norms[0](convolve(first, node_input))
         hidden = [h]
         for conv, batch_norm in zip(others, self.batch_norms[1:]):
-            h = batch_norm(h + conv(torch.cat([h, node_input], dim=-1), data.edge_index, edge_sh, edge_basis))
+            h = batch_norm(h + convolve(conv, torch.cat([h, node_input], dim=-1)))
             hidden.append(h)
         return hidden
+
+    def _convolution(self, data):
+        """``(conv, h) -> conv's output`` along the edges of ``data``, by the path the model is set
+        to: cuEquivariance, the fused convolution from cached geometry, or the per-layer path."""
+        if self.fused and not self.cuequivariance:
+            geometry = self.edge_geometry(data.edge_vec)
+            order = edge_order(data.edge_index, data.num_nodes)
+            return lambda conv, h: conv.fused(h, data.edge_index, geometry, order)
+        edge_sh = self.spherical_harmonics(data.edge_vec)
+        edge_basis = self.radial_basis(torch.linalg.vector_norm(data.edge_vec, dim=-1))
+        if self.cuequivariance:
+            return lambda conv, h: cuequivariance_convolution(conv, h, data.edge_index, edge_sh, edge_basis)
+        return lambda conv, h: conv(h, data.edge_index, edge_sh, edge_basis)
 
     def invariants(self, data) -> torch.Tensor:
         """The representation the read-out regresses: (N, channels·(lmax + 1)) invariants of the last layer."""
