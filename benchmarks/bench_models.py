@@ -9,7 +9,8 @@ real liquid), or on snapshot ``--index`` of a glasslab HDF5 file (``--data``, e.
 (:mod:`glasslab.models.fused`, geometry cached per snapshot, its per-edge loop in the compiled kernel of
 :mod:`glasslab.models.fused_kernel`); lmax = 3 is also timed with that loop in torch ops, through
 today's per-layer tensor product (``SE3GNN(fused=False)``) and through e3nn's generic
-``o3.TensorProduct`` (the same map, four ways). Prints the median time per graph and the ratios.
+``o3.TensorProduct`` (the same map, four ways; on a GPU with cuequivariance-torch, a fifth through
+NVIDIA's cuEquivariance, ``SE3GNN(cuequivariance=True)``). Prints the median time per graph and the ratios.
 Passes of the models are interleaved, so that a change of machine load affects all of them alike;
 on a CPU the process CPU time is printed too (insensitive to other processes with one thread).
 
@@ -42,7 +43,7 @@ from torch_geometric.utils import scatter
 from glasslab import threads
 from glasslab import ka
 from glasslab.graph import build_graph
-from glasslab.models import BapstGNN, SE3GNN, count_parameters, fused_kernel
+from glasslab.models import BapstGNN, SE3GNN, count_parameters, cuequivariance, fused_kernel
 
 
 def random_liquid_graph(n: int, seed: int = 0):
@@ -222,6 +223,8 @@ def main() -> None:
         torch.manual_seed(0)
         names = LMAX3 if args.only_se3 else list(MODELS)
         models = {model_name: MODELS[model_name]().to(device).train() for model_name in names}
+        if device.type == "cuda" and cuequivariance.available():  # NVIDIA's kernels: a GPU row
+            models["SE3GNN(lmax=3), cuEquivariance"] = SE3GNN(lmax=3, cuequivariance=True).to(device).train()
         for model in models.values():
             one_step(model, data, device)  # warm-up
         walls = {model_name: [] for model_name in models}
