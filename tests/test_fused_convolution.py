@@ -110,6 +110,24 @@ def test_kernel_gradients_match_finite_differences():
 
 
 @needs_compiler
+def test_kernel_rejects_the_edge_order_of_another_graph():
+    """The kernel writes dS/dh once per edge it visits: an order that does not cover this graph's
+    nodes and edges is refused, not read out of bounds."""
+    model = model64(1)
+    graph = periodic_graph(seed=4)
+    conv = model.convolutions[1]
+    geometry = model.edge_geometry(graph.edge_vec)
+    coupling = [geometry.coupling[l] for l in conv.plan.orders_in]
+    x = torch.randn(graph.num_nodes, conv.plan.node_order.numel(), dtype=torch.float64)
+    hidden = torch.randn(graph.num_edges, conv.radial[-2].in_features, dtype=torch.float64)
+    last = conv.radial[-2]
+    for order in (fused_kernel.edge_order(graph.edge_index, graph.num_nodes + 1),
+                  fused_kernel.edge_order(graph.edge_index[:, 1:], graph.num_nodes)):
+        with pytest.raises(RuntimeError, match="edge order"):
+            fused_kernel.pair_sums(x, hidden, last.weight, last.bias, coupling, order, conv.plan.kernel)
+
+
+@needs_compiler
 @pytest.mark.parametrize("kwargs", [dict(lmax=1), dict(lmax=3), dict(lmax=4, radial_hidden=24)],
                          ids=["lmax1", "lmax3", "lmax4-hidden24"])
 def test_kernel_in_float32_matches_the_torch_path(kwargs):
@@ -133,9 +151,9 @@ def test_kernel_in_float32_matches_the_torch_path(kwargs):
 
 
 def test_edge_order_and_threads_do_not_change_results():
-    """Edges in any order (the kernel groups them by centre) and two threads (one dS/dx buffer
-    per thread) give the same outputs and gradients as one thread on sorted edges (no dropout: its
-    draws follow the edge order)."""
+    """Edges in any order (the kernel groups them by centre) and two threads (dS/dx and the radial
+    Linear's dS/dA, dS/db summed per thread) give the same outputs and gradients as one thread on
+    sorted edges (no dropout: its draws follow the edge order)."""
     model = model64(3, dropout=0.0).train()
     graph = periodic_graph(seed=6)
     (reference, reference_grads), _ = both_paths(model, graph, True)

@@ -75,19 +75,21 @@ def count_parameters(module: nn.Module) -> int:
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` with its keep-mask drawn by ``torch.rand_like`` instead of ``bernoulli_``:
-    the same distribution (each value kept with probability 1 − p, kept values scaled by
-    1 / (1 − p)), a different random stream. Why: on a CPU torch's ``bernoulli_`` took 7.9 ms for
-    the (E = 40 392, 16) radial features of a N = 1000 snapshot, ``rand_like`` and a comparison
-    3.0 ms (one thread, measured on the machine that built glasslab); the paper's SE3GNN applies
-    dropout in each of its 8 radial MLPs."""
+    """``nn.Dropout`` with, on a CPU, its keep-mask drawn by ``torch.rand`` instead of
+    ``bernoulli_``: the same distribution (each value kept with probability 1 − p, kept values
+    scaled by 1 / (1 − p)), a different random stream. Why: on a CPU torch's ``bernoulli_`` took
+    7.9 ms for the (E = 40 392, 16) radial features of a N = 1000 snapshot, ``rand`` and a
+    comparison 3.0 ms (one thread, measured on the machine that built glasslab); the paper's SE3GNN
+    applies dropout in each of its 8 radial MLPs. Other devices keep torch's fused dropout."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_cpu or self.inplace:
+            return super().forward(x)
         if not self.training or self.p == 0:
             return x
         if self.p >= 1:
             return x * 0
-        keep = (torch.rand_like(x) >= self.p).to(x.dtype).div_(1 - self.p)
+        keep = (torch.rand(x.shape, dtype=torch.float32) >= self.p).to(x.dtype).div_(1 - self.p)
         return x * keep
 
 

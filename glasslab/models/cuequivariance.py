@@ -1,8 +1,8 @@
 """An optional cuEquivariance path for the convolutions of :class:`~glasslab.models.SE3GNN`.
 
 NVIDIA's cuEquivariance (``pip install cuequivariance-torch``, with ``cuequivariance-ops-torch-cu12``
-for its CUDA kernels) has a channel-wise tensor product, the "uvu" product of Eq. (10), that also
-gathers the neighbour features and sums the messages over centres in one call.
+for its CUDA kernels) has a channel-wise tensor product, the "uvu" product of Eq. (10), whose call
+also takes the gather of the neighbour features and the sum of the messages over centres.
 ``SE3GNN(cuequivariance=True)`` evaluates every convolution with it:
 :func:`cuequivariance_convolution` maps glasslab's parameters onto it and its output back, so the
 model, its parameters and its checkpoints are the same.
@@ -12,19 +12,25 @@ normalisation (each path √(2 l_O + 1) times unit-norm Clebsch–Gordan coeffic
 ``mul_ir`` layout; cuEquivariance then sorts its output slots by irrep (stably) and moves their
 weight blocks with them. So only two index maps are needed, no factor: the radial weights'
 columns into cuEquivariance's slot order, and its output columns back into the tensor product's.
-Equal to glasslab's per-layer path to 1e-15 in float64 (tested on a CPU, where cuEquivariance runs
-its pure-PyTorch ``"naive"`` method).
+Equal to glasslab's per-layer path in float64 (measured 2e-16 relative; the tests assert 1e-12 for
+outputs and 1e-10 for gradients), on a CPU, where cuEquivariance runs its pure-PyTorch ``"naive"``
+method.
 
-On a GPU it uses cuEquivariance's ``"uniform_1d"`` kernel where the layer allows it (all input
-blocks of one width: the first layer) and ``"fused_tp"`` otherwise. Its speed there was not
-measured: no GPU was lent to the sessions that built glasslab.
+On a GPU it asks for cuEquivariance's ``"uniform_1d"`` kernel where the layer allows it (all input
+blocks of one width: the first layer) and ``"fused_tp"`` otherwise; in cuequivariance-torch 0.13
+``"fused_tp"`` gathers and scatters with torch ops around its kernel (E × dim messages in memory),
+and without ``cuequivariance-ops-torch`` both fall back to ``"naive"`` with a warning. Its speed
+on a GPU was not measured: no GPU was lent to the sessions that built glasslab.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import weakref
 
 import torch
+
+_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # conv -> {(device, dtype): CuePlan}
 
 
 def available() -> bool:
@@ -93,10 +99,10 @@ def cuequivariance_convolution(conv, h: torch.Tensor, edge_index: torch.Tensor, 
     """Eqs. (10)–(11) with cuEquivariance: the same map as ``conv(h, edge_index, edge_sh, edge_basis)``
     for an :class:`~glasslab.models.se3.EquivariantConvolution` ``conv``; ``h`` (N, irreps_in.dim),
     ``edge_index`` (2, E) (row 0 neighbour j, row 1 centre i), returns (N, irreps_out.dim).
-    The plan is built on first use per device and dtype and kept on ``conv`` (not as a submodule:
-    the model's parameters and ``state_dict`` do not change)."""
+    The plan is built on first use per device and dtype and kept beside ``conv``, not in it (the
+    model's parameters, ``state_dict`` and pickles do not change; it goes with the module)."""
     key = (h.device, h.dtype)
-    plans = conv.__dict__.setdefault("_cue_plans", {})
+    plans = _plans.setdefault(conv, {})
     if key not in plans:
         plans[key] = CuePlan(conv.tensor_product, conv.irreps_out, h.device, h.dtype)
     plan = plans[key]

@@ -254,9 +254,15 @@ inline float dot<float>(const float* __restrict__ a, const float* __restrict__ b
 // gx[u, a] += sum_c G[a, c] q[u, c], u < U, a < d_in: the feature gradient of one block and edge
 // (g: G (d_in, R), q: (U, R), gx: (U, d_in)).
 template <typename T>
-inline void feature_gradient(const T* __restrict__ g, const T* __restrict__ q, const Block& b, T* __restrict__ gx) {
+inline void feature_gradient_loops(const T* __restrict__ g, const T* __restrict__ q, const Block& b,
+                                   T* __restrict__ gx) {
   for (int64_t u = 0; u < b.U; ++u)
     for (int64_t a = 0; a < b.d_in; ++a) gx[u * b.d_in + a] += dot(g + a * b.R, q + u * b.R, b.R);
+}
+
+template <typename T>
+inline void feature_gradient(const T* __restrict__ g, const T* __restrict__ q, const Block& b, T* __restrict__ gx) {
+  feature_gradient_loops(g, q, b, gx);
 }
 
 #if defined(__AVX512F__) && defined(__AVX512VL__)
@@ -298,8 +304,7 @@ inline void feature_gradient<float>(const float* __restrict__ g, const float* __
     case 5: return feature_gradient_avx512<5>(g, q, b.U, b.R, gx);
     case 7: return feature_gradient_avx512<7>(g, q, b.U, b.R, gx);
   }
-  for (int64_t u = 0; u < b.U; ++u)
-    for (int64_t a = 0; a < b.d_in; ++a) gx[u * b.d_in + a] += dot(g + a * b.R, q + u * b.R, b.R);
+  feature_gradient_loops(g, q, b, gx);
 }
 #endif
 
@@ -518,7 +523,16 @@ void backward_impl(const Views<T>& v, const std::vector<torch::Tensor>& grad_out
 }
 
 void check_inputs(const torch::Tensor& x, const std::vector<torch::Tensor>& coupling, const torch::Tensor& hidden,
-                  const torch::Tensor& A, const torch::Tensor& b, const std::vector<Block>& blocks) {
+                  const torch::Tensor& A, const torch::Tensor& b, const torch::Tensor& centre_ptr,
+                  const torch::Tensor& by_centre, const torch::Tensor& neighbour, const std::vector<Block>& blocks) {
+  // the loops visit every edge once, through centre_ptr and by_centre (dS/dh is written per visit)
+  for (const auto* t : {&centre_ptr, &by_centre, &neighbour})
+    TORCH_CHECK(t->scalar_type() == torch::kInt64 && t->is_contiguous() && t->device().is_cpu() && t->dim() == 1,
+                "edge order: contiguous int64 CPU vectors");
+  TORCH_CHECK(centre_ptr.size(0) == x.size(0) + 1 && by_centre.size(0) == hidden.size(0) &&
+                  neighbour.size(0) == hidden.size(0) && centre_ptr.data_ptr<int64_t>()[0] == 0 &&
+                  centre_ptr.data_ptr<int64_t>()[x.size(0)] == hidden.size(0),
+              "edge order: centre_ptr (N + 1,) from 0 to E, by_centre and neighbour (E,)");
   TORCH_CHECK(x.device().is_cpu() && x.is_contiguous() && x.dim() == 2, "x must be a contiguous CPU matrix");
   for (const auto* t : {&hidden, &A, &b})
     TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->is_contiguous() && t->device().is_cpu(),
@@ -550,7 +564,7 @@ std::vector<torch::Tensor> fused_forward(const torch::Tensor& x, const std::vect
                                          const torch::Tensor& neighbour, const torch::Tensor& table,
                                          const std::vector<torch::Tensor>& local) {
   const auto blocks = read_blocks(table, local);
-  check_inputs(x, coupling, hidden, A, b, blocks);
+  check_inputs(x, coupling, hidden, A, b, centre_ptr, by_centre, neighbour, blocks);
   std::vector<torch::Tensor> out;
   for (const auto& blk : blocks) out.push_back(torch::zeros({x.size(0), blk.U, blk.R}, x.options()));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_forward", [&] {
@@ -566,7 +580,7 @@ std::vector<torch::Tensor> fused_backward(const std::vector<torch::Tensor>& grad
                                           const torch::Tensor& neighbour, const torch::Tensor& table,
                                           const std::vector<torch::Tensor>& local) {
   const auto blocks = read_blocks(table, local);
-  check_inputs(x, coupling, hidden, A, b, blocks);
+  check_inputs(x, coupling, hidden, A, b, centre_ptr, by_centre, neighbour, blocks);
   TORCH_CHECK(grad_out.size() == blocks.size(), "one output gradient per block");
   std::vector<torch::Tensor> grads;
   for (const auto& g : grad_out) grads.push_back(g.contiguous());

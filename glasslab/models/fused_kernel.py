@@ -10,7 +10,7 @@ the per-centre sums, computing
 
 for every pair k = (l_I, l_O), and their gradients. It also applies the radial MLP's last
 ``Linear`` and its final ReLU per edge, w[e] = ReLU(b + A h[e]) from the MLP's hidden features h
-(E, 16): the E × W radial weights (W = 144 per hidden layer at lmax = 3) are never written, nor their
+(E, H), H = 16 in the paper: the E × W radial weights (W = 144 per hidden layer at lmax = 3) are never written, nor their
 gradient; the gradients of A and b are summed per thread in the kernel. Why hand-written: no
 library offers a channel-wise ("uvu") contraction with a *precomputed* per-edge coupling block
 on the CPU (cuEquivariance's kernels are CUDA-only and recompute the CG product with Y).

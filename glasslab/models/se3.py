@@ -291,7 +291,7 @@ class SE3GNN(nn.Module):
         """Hidden features after every layer: ``n_layers`` tensors (N, irreps_hidden.dim), each
         transforming under a rotation R as ``h @ irreps_hidden.D_from_matrix(R).T``."""
         node_input = self.node_input(data)
-        convolve = self._convolution(data)
+        convolve = self._convolution(data, node_input.shape[0])
         first, *others = self.convolutions
         h = self.batch_norms[0](convolve(first, node_input))
         hidden = [h]
@@ -300,12 +300,12 @@ class SE3GNN(nn.Module):
             hidden.append(h)
         return hidden
 
-    def _convolution(self, data):
+    def _convolution(self, data, n_nodes: int):
         """``(conv, h) -> conv's output`` along the edges of ``data``, by the path the model is set
         to: cuEquivariance, the fused convolution from cached geometry, or the per-layer path."""
         if self.fused and not self.cuequivariance:
             geometry = self.edge_geometry(data.edge_vec)
-            order = edge_order(data.edge_index, data.num_nodes)
+            order = edge_order(data.edge_index, n_nodes)
             return lambda conv, h: conv.fused(h, data.edge_index, geometry, order)
         edge_sh = self.spherical_harmonics(data.edge_vec)
         edge_basis = self.radial_basis(torch.linalg.vector_norm(data.edge_vec, dim=-1))
