@@ -559,10 +559,11 @@ void check_inputs(const torch::Tensor& x, const std::vector<torch::Tensor>& coup
 }  // namespace
 
 std::vector<torch::Tensor> fused_forward(const torch::Tensor& x, const std::vector<torch::Tensor>& coupling,
-                                         const torch::Tensor& hidden, const torch::Tensor& A, const torch::Tensor& b,
+                                         const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& b,
                                          const torch::Tensor& centre_ptr, const torch::Tensor& by_centre,
                                          const torch::Tensor& neighbour, const torch::Tensor& table,
                                          const std::vector<torch::Tensor>& local) {
+  const auto A = weight.t().contiguous();  // (H, W): each hidden feature scales one row
   const auto blocks = read_blocks(table, local);
   check_inputs(x, coupling, hidden, A, b, centre_ptr, by_centre, neighbour, blocks);
   std::vector<torch::Tensor> out;
@@ -575,10 +576,11 @@ std::vector<torch::Tensor> fused_forward(const torch::Tensor& x, const std::vect
 
 std::vector<torch::Tensor> fused_backward(const std::vector<torch::Tensor>& grad_out, const torch::Tensor& x,
                                           const std::vector<torch::Tensor>& coupling, const torch::Tensor& hidden,
-                                          const torch::Tensor& A, const torch::Tensor& b,
+                                          const torch::Tensor& weight, const torch::Tensor& b,
                                           const torch::Tensor& centre_ptr, const torch::Tensor& by_centre,
                                           const torch::Tensor& neighbour, const torch::Tensor& table,
                                           const std::vector<torch::Tensor>& local) {
+  const auto A = weight.t().contiguous();
   const auto blocks = read_blocks(table, local);
   check_inputs(x, coupling, hidden, A, b, centre_ptr, by_centre, neighbour, blocks);
   TORCH_CHECK(grad_out.size() == blocks.size(), "one output gradient per block");
@@ -588,15 +590,15 @@ std::vector<torch::Tensor> fused_backward(const std::vector<torch::Tensor>& grad
   auto grad_hidden = torch::empty_like(hidden);  // every row written: each edge has one centre
   auto grad_A = torch::empty_like(A);
   auto grad_b = torch::empty_like(b);
-  const auto At = A.t().contiguous();  // (W, H): the hidden gradient as rows scaled by dS/dw
+  TORCH_CHECK(weight.is_contiguous(), "weight: contiguous (W, H)");  // its rows, scaled by dS/dw, give dS/dh
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_backward", [&] {
     backward_impl<scalar_t>(Views<scalar_t>(x, coupling, hidden, A, b), grads, centre_ptr, by_centre, neighbour, blocks,
-                            At.data_ptr<scalar_t>(), grad_x, grad_hidden, grad_A, grad_b);
+                            weight.data_ptr<scalar_t>(), grad_x, grad_hidden, grad_A, grad_b);
   });
-  return {grad_x, grad_hidden, grad_A, grad_b};
+  return {grad_x, grad_hidden, grad_A.t(), grad_b};  // dS/dweight (W, H)
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &fused_forward, "per-block messages summed over centres");
-  m.def("backward", &fused_backward, "gradients of forward with respect to x, hidden, A and b");
+  m.def("backward", &fused_backward, "gradients of forward with respect to x, hidden, weight and b");
 }

@@ -173,10 +173,10 @@ def disabled():
 
 class _BlockSums(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, hidden, weight_t, bias, order, plan, *coupling):
-        ctx.save_for_backward(x, hidden, weight_t, bias)
+    def forward(ctx, x, hidden, weight, bias, order, plan, *coupling):
+        ctx.save_for_backward(x, hidden, weight, bias)
         ctx.order, ctx.plan, ctx.coupling = order, plan, coupling
-        sums = load().forward(x, list(coupling), hidden, weight_t, bias, order.centre_ptr, order.by_centre,
+        sums = load().forward(x, list(coupling), hidden, weight, bias, order.centre_ptr, order.by_centre,
                               order.neighbour, plan.table, plan.local)
         ctx.shapes = [s.shape for s in sums]
         return tuple(sums)
@@ -184,13 +184,13 @@ class _BlockSums(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grad_sums):
-        x, hidden, weight_t, bias = ctx.saved_tensors
+        x, hidden, weight, bias = ctx.saved_tensors
         grads = [x.new_zeros(shape) if g is None else g for g, shape in zip(grad_sums, ctx.shapes)]
         o, plan = ctx.order, ctx.plan
-        grad_x, grad_hidden, grad_weight_t, grad_bias = load().backward(
-            grads, x, list(ctx.coupling), hidden, weight_t, bias, o.centre_ptr, o.by_centre, o.neighbour, plan.table,
+        grad_x, grad_hidden, grad_weight, grad_bias = load().backward(
+            grads, x, list(ctx.coupling), hidden, weight, bias, o.centre_ptr, o.by_centre, o.neighbour, plan.table,
             plan.local)
-        return (grad_x, grad_hidden, grad_weight_t, grad_bias, None, None) + (None,) * len(ctx.coupling)
+        return (grad_x, grad_hidden, grad_weight, grad_bias, None, None) + (None,) * len(ctx.coupling)
 
 
 def pair_sums(x: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, coupling,
@@ -203,9 +203,9 @@ def pair_sums(x: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, bias:
     E × weight_numel tensor in either pass); ``coupling`` is the list of coupling blocks in
     ``orders_in`` order."""
     kernel_order = plan.weight_order.to(x.device)
-    weight_t = weight.index_select(0, kernel_order).t().contiguous()                       # (H, W), kernel order
+    weight = weight.index_select(0, kernel_order)                                          # (W, H), kernel order
     bias = x.new_zeros(kernel_order.numel()) if bias is None else bias.index_select(0, kernel_order)
-    sums = _BlockSums.apply(x.contiguous(), hidden.contiguous(), weight_t, bias, order, plan, *coupling)  # (N, U, R)
+    sums = _BlockSums.apply(x.contiguous(), hidden.contiguous(), weight, bias, order, plan, *coupling)  # (N, U, R)
     nodes = x.shape[0]
     return [sums[k][:, :, first:first + d_out * n_paths].reshape(nodes, -1, d_out, n_paths).transpose(1, 2)
             .reshape(nodes, d_out, -1) for k, first, d_out, n_paths in plan.pair_columns]
